@@ -1,0 +1,90 @@
+"""Kazoo's AMQP names and the encodings that build routing keys from call data (kazoo-wire.md 1.x).
+
+Every exchange name, routing-key prefix and literal header value the worker puts on the bus lives
+here, so the wire contract is in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Exchanges, declared exactly as Kazoo declares them (durable=false, auto_delete=false).
+EXCHANGE_CALLMGR = "callmgr"  # topic: pivot_req
+EXCHANGE_TARGETED = "targeted"  # direct: pivot.processing / pivot.failed to the requester
+EXCHANGE_CALLEVT = "callevt"  # topic: call events, CHANNEL_PIVOT
+
+PIVOT_REQ_BINDING = "pivot.req.*"
+PIVOT_REQ_PREFIX = "pivot.req."
+
+# Values Kazoo's own publishers use; the callflow side does not check them, but operators grep for them.
+APP_NAME_TRANSLATOR = "translator"
+APP_NAME_PIVOT = "pivot"
+APP_VERSION = "4.0.0"
+
+EVENT_CATEGORY_PIVOT = "pivot"
+EVENT_NAME_PROCESSING = "processing"
+EVENT_NAME_FAILED = "failed"
+EVENT_CATEGORY_CALL_EVENT = "call_event"
+EVENT_NAME_CHANNEL_PIVOT = "CHANNEL_PIVOT"
+
+HEADER_DELIVER_TO_PID = "Deliver-To-PID"
+HEADER_CALL_ID = "call-id"
+HEADER_DEAD_REASON = "x-pivot-reason"
+HEADER_DEAD_DETAIL = "x-pivot-detail"
+
+_KEPT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-~_")
+_PID_QUEUE = re.compile(r"pid://(.*)/(.*)", re.DOTALL)
+
+
+def encode_key_part(value: str) -> str:
+    """Encode one variable routing-key part as Kazoo's ``kz_amqp_util:encode/1`` does.
+
+    ``""``, ``"*"`` and ``"#"`` pass unchanged; otherwise each UTF-8 byte is kept when it is
+    ``[A-Za-z0-9-~_]``, a space becomes ``+``, and any other byte becomes ``%XX`` (upper-case hex),
+    so ``.`` becomes ``%2E`` and the part can never add a level to a topic key.
+    """
+    if value in ("", "*", "#"):
+        return value
+    out: list[str] = []
+    for byte in value.encode("utf-8"):
+        if byte in _KEPT:
+            out.append(chr(byte))
+        elif byte == 0x20:
+            out.append("+")
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def pivot_req_routing_key(from_realm: str) -> str:
+    return PIVOT_REQ_PREFIX + encode_key_part(from_realm)
+
+
+def call_event_routing_key(event_name: str, call_id: str) -> str:
+    """``call.<EventName>.<encoded call id>``; the event name is not encoded (kazoo-wire.md 1.3)."""
+    return f"call.{event_name}.{encode_key_part(call_id)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a targeted reply goes: routing key on ``targeted`` and, for ``pid://`` queues, the PID header."""
+
+    routing_key: str
+    deliver_to_pid: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {HEADER_DELIVER_TO_PID: self.deliver_to_pid} if self.deliver_to_pid is not None else {}
+
+
+def reply_target(controller_queue: str) -> ReplyTarget:
+    """Split a Call's ``Controller-Queue`` the way Kazoo's publisher does (kazoo-wire.md 1.4).
+
+    ``pid://<0.2345.0>/callflow_route_1`` -> key ``callflow_route_1``, header ``Deliver-To-PID: <0.2345.0>``
+    (greedy match, as Kazoo's regex: the queue is what follows the last ``/``). A plain name is the key.
+    """
+    if controller_queue.startswith("pid://"):
+        match = _PID_QUEUE.fullmatch(controller_queue)
+        if match is not None:
+            return ReplyTarget(routing_key=match.group(2), deliver_to_pid=match.group(1))
+    return ReplyTarget(routing_key=controller_queue)

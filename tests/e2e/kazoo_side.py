@@ -1,0 +1,237 @@
+"""A stand-in for Kazoo's callflow side of the pivot conversation, on a real RabbitMQ.
+
+It does what ``cf_pivot``/``cf_exe`` do on the wire (kazoo-wire.md 1.3, 1.4, 3.1): publish a
+real-shaped ``pivot_req`` on ``callmgr`` with a ``pid://`` Controller-Queue and a microsecond AMQP
+timestamp, listen on its own queue bound to ``targeted`` for ``pivot.processing``/``pivot.failed``,
+and on ``callevt`` for the call's events (``CHANNEL_PIVOT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import orjson
+import pamqp.encode
+from aio_pika.abc import AbstractIncomingMessage, ExchangeType
+
+from pivot_worker.names import encode_key_part
+
+_U64 = struct.Struct(">Q")
+_original_timestamp_encoder = pamqp.encode.METHODS["timestamp"]
+
+
+def _kazoo_timestamp(value: Any) -> bytes:
+    """Encode an ``int`` timestamp raw, as Kazoo's Erlang client sends microseconds."""
+    if isinstance(value, int):
+        return _U64.pack(value)
+    return _original_timestamp_encoder(value)  # type: ignore[no-any-return]
+
+
+pamqp.encode.METHODS["timestamp"] = _kazoo_timestamp
+
+
+def base_call(call_id: str, controller_queue: str, realm: str = "sip.example.com") -> dict[str, Any]:
+    account = "3a1b2c4d5e6f708192a3b4c5d6e7f809"
+    return {
+        "Account-DB": "account%2F3a%2F1b%2F2c4d5e6f708192a3b4c5d6e7f809",
+        "Account-ID": account,
+        "Authorizing-ID": "9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
+        "Authorizing-Type": "device",
+        "Call-Bridged": False,
+        "Call-Direction": "inbound",
+        "Call-ID": call_id,
+        "Callee-ID-Number": "2000",
+        "Caller-ID-Name": "Alice Smith",
+        "Caller-ID-Number": "1001",
+        "Control-Queue": "ecallmgr@fs1.example.com-<0.8812.0>-6f1a2b3c",
+        "Controller-Queue": controller_queue,
+        "Custom-Application-Vars": {},
+        "Custom-Channel-Vars": {
+            "Account-ID": account,
+            "Authorizing-ID": "9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
+            "Authorizing-Type": "device",
+            "CallFlow-ID": "c0ffee00c0ffee00c0ffee00c0ffee00",
+            "Owner-ID": "6d2f0c1b2a3948576a5b4c3d2e1f0a9b",
+            "Realm": realm,
+            "Username": "user_alice",
+        },
+        "Custom-SIP-Headers": {"X-Tenant": "acme & co"},
+        "Fetch-ID": "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90",
+        "From": f"1001@{realm}",
+        "From-Realm": realm,
+        "From-Tag": "8kR3cX5v",
+        "From-User": "1001",
+        "Is-Call-Forward": False,
+        "Is-Recording": False,
+        "Key-Value-Store": {
+            "cf_capture_groups": {},
+            "cf_flow": {"module": "pivot", "data": {"voice_url": "http://x"}, "children": {}},
+            "cf_flow_id": "c0ffee00c0ffee00c0ffee00c0ffee00",
+            "cf_flow_name": "2000",
+            "cf_last_action": "cf_pivot",
+            "cf_no_match": False,
+            "context-source": "cf_pivot",
+            "dtmf_collections": {"default": "42"},
+        },
+        "Language": "en-us",
+        "Message-Left": False,
+        "Owner-ID": "6d2f0c1b2a3948576a5b4c3d2e1f0a9b",
+        "Request": f"2000@{realm}",
+        "Request-Realm": realm,
+        "Request-User": "2000",
+        "Resource-Type": "audio",
+        "Switch-Hostname": "fs1.example.com",
+        "Switch-Nodename": "freeswitch@fs1.example.com",
+        "Switch-URI": "sip:10.0.0.5:5060",
+        "Switch-URL": "sip:mod_sofia@10.0.0.5:11000",
+        "To": f"2000@{realm}",
+        "To-Realm": realm,
+        "To-User": "2000",
+    }
+
+
+def pivot_req(call: dict[str, Any], voice_uri: str, **fields: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {
+        "App-Name": "callflow",
+        "App-Version": "4.0.0",
+        "Event-Category": "dialplan",
+        "Event-Name": "pivot_req",
+        "Msg-ID": uuid.uuid4().hex,
+        "Node": "kazoo_apps@apps1.example.com",
+        "Voice-URI": voice_uri,
+        "HTTP-Method": "get",
+        "Request-Format": "kazoo",
+        "Request-Body-Format": "form",
+        "Debug": False,
+        "Call": call,
+    }
+    msg.update(fields)
+    return msg
+
+
+@dataclass
+class Received:
+    body: dict[str, Any]
+    routing_key: str
+    headers: dict[str, Any]
+    exchange: str
+    at: float
+
+
+@dataclass
+class CallSide:
+    """One call's view: the replies and call events it received, in arrival order."""
+
+    call_id: str
+    controller_queue: str
+    events: list[Received] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    published_at: float = 0.0
+
+    def names(self) -> list[str]:
+        return [f"{r.body.get('Event-Category')}.{r.body.get('Event-Name')}" for r in self.events]
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"call {self.call_id}: expected {count} messages within {timeout}s, got {self.names()}"
+                )
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except TimeoutError:
+                continue
+        return self.events
+
+
+class KazooCallflow:
+    """Kazoo's callflow node: one ``callflow_route_<n>`` queue on ``targeted`` plus call events."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self.route_queue = f"callflow_route_{uuid.uuid4().hex[:8]}"
+        self.calls: dict[str, CallSide] = {}
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+
+    async def __aenter__(self) -> KazooCallflow:
+        self._connection = await aio_pika.connect(self.amqp_url)
+        channel = await self._connection.channel()
+        # Kazoo declares its exchanges non-durable and not auto-delete.
+        self.callmgr = await channel.declare_exchange("callmgr", ExchangeType.TOPIC, durable=False)
+        targeted = await channel.declare_exchange("targeted", ExchangeType.DIRECT, durable=False)
+        self.callevt = await channel.declare_exchange("callevt", ExchangeType.TOPIC, durable=False)
+        # Kazoo's queue defaults: non-durable, auto-delete, x-max-length 100, x-message-ttl 60000.
+        args = {"x-max-length": 100, "x-message-ttl": 60000}
+        route = await channel.declare_queue(self.route_queue, auto_delete=True, arguments=args)
+        await route.bind(targeted, self.route_queue)
+        self.events_queue = await channel.declare_queue(
+            f"{self.route_queue}_events", auto_delete=True, exclusive=True, arguments=args
+        )
+        await route.consume(self._on_message, no_ack=True)
+        await self.events_queue.consume(self._on_message, no_ack=True)
+        self.channel = channel
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        body = orjson.loads(message.body)
+        call_id = body.get("Call-ID")
+        side = self.calls.get(call_id)
+        if side is None:
+            return
+        side.events.append(
+            Received(
+                body,
+                message.routing_key or "",
+                dict(message.headers or {}),
+                message.exchange or "",
+                time.monotonic(),
+            )
+        )
+        side.changed.set()
+
+    def new_call(self, realm: str = "sip.example.com") -> tuple[CallSide, dict[str, Any]]:
+        call_id = f"{uuid.uuid4()}@10.0.0.5"
+        controller = f"pid://<0.{len(self.calls) + 2345}.0>/{self.route_queue}"
+        side = CallSide(call_id, controller)
+        self.calls[call_id] = side
+        return side, base_call(call_id, controller, realm)
+
+    async def subscribe(self, side: CallSide) -> None:
+        """Bind call events for this call, as pivot/cf_exe see them: ``call.*.<encoded call id>``."""
+        await self.events_queue.bind(self.callevt, f"call.*.{encode_key_part(side.call_id)}")
+
+    async def publish(
+        self,
+        side: CallSide,
+        msg: dict[str, Any],
+        *,
+        timestamp_us: int | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        await self.subscribe(side)
+        realm = msg.get("Call", {}).get("From-Realm", "norealm") if isinstance(msg.get("Call"), dict) else "x"
+        side.published_at = time.monotonic()
+        stamp = timestamp_us if timestamp_us is not None else int(time.time() * 1_000_000)
+        message = aio_pika.Message(
+            raw if raw is not None else orjson.dumps(msg), content_type="application/json"
+        )
+        message.timestamp = stamp  # type: ignore[assignment]  # raw microseconds, as Kazoo sends them
+        await self.callmgr.publish(message, routing_key=f"pivot.req.{encode_key_part(realm)}")
+
+
+def clone(obj: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(obj)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from pivot_worker import names
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoded"),
+    [
+        ("sip.example.com", "sip%2Eexample%2Ecom"),
+        ("abc@10.0.0.1", "abc%4010%2E0%2E0%2E1"),
+        ("a b", "a+b"),
+        ("Az09-~_", "Az09-~_"),
+        ("a:b/c", "a%3Ab%2Fc"),
+        ("é", "%C3%A9"),
+        ("", ""),
+        ("*", "*"),
+        ("#", "#"),
+        ("a*b", "a%2Ab"),
+    ],
+)
+def test_encode_key_part_matches_kazoo(raw: str, encoded: str) -> None:
+    assert names.encode_key_part(raw) == encoded
+
+
+def test_routing_keys() -> None:
+    assert names.pivot_req_routing_key("sip.example.com") == "pivot.req.sip%2Eexample%2Ecom"
+    assert (
+        names.call_event_routing_key("CHANNEL_PIVOT", "4f6c1e2a-93b1@10.0.0.5")
+        == "call.CHANNEL_PIVOT.4f6c1e2a-93b1%4010%2E0%2E0%2E5"
+    )
+
+
+def test_reply_target_pid_form() -> None:
+    target = names.reply_target("pid://<0.2345.0>/callflow_route_1")
+    assert target.routing_key == "callflow_route_1"
+    assert target.deliver_to_pid == "<0.2345.0>"
+    assert target.headers() == {"Deliver-To-PID": "<0.2345.0>"}
+
+
+def test_reply_target_plain_queue() -> None:
+    target = names.reply_target("callflow_route_7")
+    assert target.routing_key == "callflow_route_7"
+    assert target.headers() == {}
+
+
+def test_reply_target_pid_with_slash_in_pid_takes_last_segment_as_queue() -> None:
+    # Kazoo's regex is greedy: the queue is what follows the last "/".
+    target = names.reply_target("pid://<a/b>/q1")
+    assert (target.deliver_to_pid, target.routing_key) == ("<a/b>", "q1")
