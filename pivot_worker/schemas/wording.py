@@ -84,6 +84,8 @@ def describe(rule: str, rule_value: object, value: object) -> tuple[str, str]:
             return "enum", f"must be {shown(options[0])} (got {shown(value)})"
         listed = ", ".join(shown(o) for o in options)
         return "enum", f"must be one of {listed} (got {shown(value)})"
+    if rule == "minLength" and rule_value == 1:
+        return "min_length", "must not be empty"
     if rule in ("minLength", "maxLength"):
         size = len(value) if isinstance(value, str) else None
         bound = "at least" if rule == "minLength" else "at most"
