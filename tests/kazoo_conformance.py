@@ -17,15 +17,21 @@ Typical use::
     from tests.kazoo_conformance import assert_flow_conforms
 
     assert_flow_conforms(flow)  # AssertionError listing every problem with its path
+
+Kazoo fills schema defaults while it validates (a node without ``data`` gets ``{}``, a
+``response`` without ``code`` gets 486), so the checks here fill them the same way first:
+:func:`kazoo_filled_flow` returns the flow Kazoo would actually run.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
 import pathlib
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -108,10 +114,90 @@ def kazoo_errors(name: str, instance: object, *, at: str = "") -> list[str]:
     ]
 
 
+_DRAFT4_TYPES: dict[str, Callable[[object], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _default_applies(subschema: dict[str, Any]) -> bool:
+    # Kazoo's validator inserts a default only when the property declares a type and the default
+    # has that type (a default on a property without "type" is never inserted).
+    declared = subschema.get("type")
+    types = declared if isinstance(declared, list) else [declared]
+    checks = [_DRAFT4_TYPES[t] for t in types if isinstance(t, str) and t in _DRAFT4_TYPES]
+    return any(check(subschema["default"]) for check in checks)
+
+
+def _fill(schema: object, value: object, registry: Registry[Any]) -> None:
+    if not isinstance(schema, dict):
+        return
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        _fill(registry.resolver().lookup(ref).contents, value, registry)
+    if isinstance(value, dict):
+        for name, sub in (schema.get("properties") or {}).items():
+            if name in value:
+                _fill(sub, value[name], registry)
+            elif isinstance(sub, dict) and "default" in sub and _default_applies(sub):
+                value[name] = copy.deepcopy(sub["default"])
+                _fill(sub, value[name], registry)
+        for pattern, sub in (schema.get("patternProperties") or {}).items():
+            for key, item in value.items():
+                if re.search(pattern, key):
+                    _fill(sub, item, registry)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            _fill(schema["items"], item, registry)
+
+
+def kazoo_filled(name: str, instance: object) -> Any:
+    """A copy of ``instance`` with the defaults Kazoo inserts while validating it against ``name``.
+
+    Kazoo (jesse with ``use_defaults`` and ``apply_defaults_to_empty_objects``) fills a missing
+    property that has a typed, type-valid ``default``, then validates what it filled, so nested
+    defaults inside an inserted object are filled too; properties come before ``required``, so a
+    required property with a default is never missing.
+    """
+    schemas, registry = _load(kazoo_schemas_dir())
+    if name not in schemas:
+        raise AssertionError(f"Kazoo has no schema named {name!r}")
+    filled = copy.deepcopy(instance)
+    _fill(schemas[name], filled, registry)
+    return filled
+
+
+def kazoo_filled_flow(flow: object) -> Any:
+    """What Kazoo would run for ``flow``: ``callflows.action`` defaults on every node (``data: {}``)
+    and ``callflows.<module>`` defaults in every node's ``data``. Unknown modules are left alone.
+    """
+    schemas, _ = _load(kazoo_schemas_dir())
+    filled = kazoo_filled("callflows.action", flow)
+    stack: list[object] = [filled]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        module, data = node.get("module"), node.get("data")
+        if isinstance(module, str) and f"callflows.{module}" in schemas and isinstance(data, dict):
+            node["data"] = kazoo_filled(f"callflows.{module}", data)
+        children = node.get("children")
+        if isinstance(children, dict):
+            stack.extend(children.values())
+    return filled
+
+
 def flow_errors(flow: object) -> list[str]:
     """Every problem Kazoo would find in ``flow``: the tree against ``callflows.action``, and each
-    node's ``data`` against ``callflows.<module>`` (a module without a schema is an error, as in Kazoo).
+    node's ``data`` against ``callflows.<module>`` (a module without a schema is an error, as in
+    Kazoo). Defaults are filled first, as Kazoo does (see :func:`kazoo_filled_flow`).
     """
+    flow = kazoo_filled_flow(flow)
     errors = kazoo_errors("callflows.action", flow)
     schemas, _ = _load(kazoo_schemas_dir())
     stack: list[tuple[str, object]] = [("", flow)]
