@@ -83,7 +83,9 @@ class PivotError(Exception):
 
     reason: Reason = Reason.INTERNAL_ERROR
 
-    def __init__(self, message: str, *, reason: Reason | None = None, detail: dict[str, object] | None = None):
+    def __init__(
+        self, message: str, *, reason: Reason | None = None, detail: dict[str, object] | None = None
+    ) -> None:
         super().__init__(message)
         if reason is not None:
             self.reason = reason

@@ -1,0 +1,17 @@
+"""Logging set-up for the console scripts (library modules only create loggers)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def configure(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aio-pika/aiormq log every reconnect attempt at length; keep their warnings, drop their chatter.
+    for noisy in ("aiormq", "aio_pika"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
