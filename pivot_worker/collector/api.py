@@ -1,0 +1,241 @@
+"""The HTTP API: Kazoo's ``/v2/accounts/{ACCOUNT_ID}/pivot/debug`` endpoints on our store.
+
+``GET .../pivot/debug`` lists one row per call (kazoo-wire.md 8.3), newest first, paginated;
+``GET .../pivot/debug/{CALL_ID or YYYYMM-CALL_ID}`` returns every record of a call, oldest first.
+Both answer in crossbar's envelope. Our additions ride on the same paths: ``failed=true`` on the
+list, ``failed``/``reason`` on each row, and the translated ``callflow`` on each result record.
+
+A token that may not read an account gets the same 404 as an unknown call, so ids never leak;
+a missing or unknown token gets 401.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy.exc as sa_exc
+from aiohttp import web
+
+from ..debug.gregorian import gregorian_to_unix, month_bounds, month_prefix
+from . import envelope
+from .auth import TokenBook
+from .openapi import openapi_document
+from .query import UNPAGINATED_LIMIT, BadParameter, encode_start_key, list_query, read_range
+from .store import CallRow, Store
+
+logger = logging.getLogger(__name__)
+
+DEBUG_PATH = "/v2/accounts/{account_id}/pivot/debug"
+DEBUG_ID = re.compile(r"(\d{4})(\d{2})-(.+)", re.DOTALL)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+KEY_SLOTS = 1_000_000 * 1000  # order-key units per second (microseconds x seq slots)
+
+
+@dataclass
+class ApiState:
+    store: Store
+    tokens: TokenBook
+    node: str
+
+
+STATE = web.AppKey("state", ApiState)
+
+
+class ApiError(Exception):
+    """An answer in crossbar's error envelope."""
+
+    def __init__(self, status: int, name: str, data: dict[str, Any]) -> None:
+        super().__init__(name)
+        self.status = status
+        self.name = name
+        self.data = data
+
+
+def not_found(cause: str) -> ApiError:
+    return ApiError(404, "bad_identifier", {"message": "bad identifier", "cause": cause})
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-ID", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _token(request: web.Request) -> str | None:
+    token = request.headers.get("X-Auth-Token")
+    if token:
+        return token.strip()
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def crossbar_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure, ours or the router's, leaves in crossbar's error envelope."""
+    rid = _request_id(request)
+    request["request_id"] = rid
+    node = request.app[STATE].node
+    token = _token(request)
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return envelope.error(exc.status, exc.name, exc.data, request_id=rid, auth_token=token, node=node)
+    except BadParameter as exc:
+        data = envelope.validation_data(exc.parameter, exc.code, exc.message, exc.cause)
+        return envelope.error(400, "validation error", data, request_id=rid, auth_token=token, node=node)
+    except web.HTTPMethodNotAllowed:
+        return envelope.error(
+            405, "invalid_method", {"message": "invalid method"}, request_id=rid, auth_token=token, node=node
+        )
+    except web.HTTPNotFound:
+        return envelope.error(
+            404,
+            "not_found",
+            {"message": "not found", "cause": request.path},
+            request_id=rid,
+            auth_token=token,
+            node=node,
+        )
+    except sa_exc.SQLAlchemyError:
+        logger.exception("debug store failed while serving %s", request.path)
+        return envelope.error(
+            503,
+            "datastore_fault",
+            {"message": "datastore fatal error"},
+            request_id=rid,
+            auth_token=token,
+            node=node,
+        )
+
+
+def _authorize(request: web.Request, account_id: str) -> str:
+    """The caller's token when it may read ``account_id``; 401 or 404 otherwise."""
+    state = request.app[STATE]
+    token = _token(request)
+    grant = state.tokens.accounts(token)
+    if grant is None:
+        message = "invalid credentials"
+        if not state.tokens.configured:
+            message += ": no API tokens are configured (set PIVOT_API_TOKENS_FILE)"
+        raise ApiError(401, "invalid_credentials", {"message": message})
+    if not TokenBook.allows(grant, account_id):
+        raise not_found(account_id)
+    assert token is not None
+    return token
+
+
+def _row(row: CallRow) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "call_id": row.call_id,
+        "created": row.created,
+        "node": row.node,
+        "iteration": row.iteration,
+        "has_schema_errors": row.has_schema_errors,
+        "has_json_errors": row.has_json_errors,
+        "debug_id": f"{month_prefix(row.created)}-{row.call_id}",
+        "failed": row.failed,
+        "reason": row.reason,
+    }
+    if row.uri is not None:
+        out["uri"] = row.uri
+    if row.status_code is not None:
+        out["status_code"] = row.status_code
+    return out
+
+
+def _record(event: dict[str, Any]) -> dict[str, Any]:
+    event["id"] = event["event_id"]
+    event["debug_id"] = f"{month_prefix(int(event['created']))}-{event['call_id']}"
+    return event
+
+
+def _key_of(gregorian_s: int, *, end: bool = False) -> int:
+    return (gregorian_to_unix(gregorian_s) + (1 if end else 0)) * KEY_SLOTS - (1 if end else 0)
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    account_id = request.match_info["account_id"]
+    token = _authorize(request, account_id)
+    query = list_query(request.query)
+    state = request.app[STATE]
+    limit = UNPAGINATED_LIMIT if query.page_size is None else query.page_size + 1
+    rows = await state.store.list_calls(
+        account_id,
+        from_key=_key_of(query.range.created_from),
+        to_key=_key_of(query.range.created_to, end=True),
+        descending=query.descending,
+        limit=limit,
+        start=query.start,
+        failed_only=query.failed_only,
+    )
+    pagination: dict[str, Any] | None = None
+    if query.page_size is not None:
+        page, rest = rows[: query.page_size], rows[query.page_size :]
+        rows = page
+        pagination = {
+            "page_size": len(page),
+            "start_key": query.start_key,
+            "next_start_key": encode_start_key(rest[0].first_key, rest[0].call_id) if rest else None,
+        }
+    return envelope.success(
+        [_row(r) for r in rows],
+        request_id=request["request_id"],
+        auth_token=token,
+        node=state.node,
+        pagination=pagination,
+    )
+
+
+async def read_call(request: web.Request) -> web.Response:
+    account_id = request.match_info["account_id"]
+    token = _authorize(request, account_id)
+    ident = request.match_info["debug_id"]
+    bounds = read_range(request.query)
+    state = request.app[STATE]
+    lo = bounds.created_from if bounds else None
+    hi = bounds.created_to if bounds else None
+    records: list[dict[str, Any]] = []
+    match = DEBUG_ID.fullmatch(ident)
+    if match is not None and 1 <= int(match.group(2)) <= 12 and int(match.group(1)) >= 1970:
+        month_lo, month_hi = month_bounds(int(match.group(1)), int(match.group(2)))
+        lo, hi = max(lo or month_lo, month_lo), min(hi if hi is not None else month_hi - 1, month_hi - 1)
+        records = await state.store.call_events(account_id, match.group(3), created_from=lo, created_to=hi)
+        if not records:  # a call id that merely looks like a debug id
+            lo = bounds.created_from if bounds else None
+            hi = bounds.created_to if bounds else None
+    if not records:
+        records = await state.store.call_events(account_id, ident, created_from=lo, created_to=hi)
+    if not records:
+        raise not_found(ident)
+    return envelope.success(
+        [_record(e) for e in records], request_id=request["request_id"], auth_token=token, node=state.node
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=orjson.dumps(openapi_document()), content_type=envelope.JSON)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"ok"}', content_type=envelope.JSON)
+
+
+def make_app(store: Store, tokens: TokenBook, *, node: str) -> web.Application:
+    """The aiohttp application; the caller runs it (see :mod:`pivot_worker.collector.service`)."""
+    app = web.Application(middlewares=[crossbar_errors])
+    app[STATE] = ApiState(store=store, tokens=tokens, node=node)
+    app.router.add_get(DEBUG_PATH, list_calls, allow_head=False)
+    app.router.add_get(DEBUG_PATH + "/{debug_id:.+}", read_call, allow_head=False)
+    app.router.add_get("/openapi.json", openapi, allow_head=False)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    return app
