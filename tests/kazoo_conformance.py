@@ -156,6 +156,29 @@ def _fill(schema: object, value: object, registry: Registry[Any]) -> None:
             _fill(schema["items"], item, registry)
 
 
+def kazoo_inserted_default(subschema: dict[str, Any]) -> tuple[bool, Any]:
+    """``(True, value)`` if Kazoo inserts a value for a missing property with this schema, else
+    ``(False, None)``. The value is the declared default with its own nested defaults filled."""
+    if "default" not in subschema or not _default_applies(subschema):
+        return False, None
+    _, registry = _load(kazoo_schemas_dir())
+    value = copy.deepcopy(subschema["default"])
+    _fill(subschema, value, registry)
+    return True, value
+
+
+def kazoo_resolve(subschema: dict[str, Any]) -> dict[str, Any]:
+    """``subschema`` with a bare-id ``$ref`` (e.g. ``"conferences"``) replaced by its target's keys."""
+    ref = subschema.get("$ref")
+    if not isinstance(ref, str):
+        return subschema
+    _, registry = _load(kazoo_schemas_dir())
+    target = registry.resolver().lookup(ref).contents
+    merged = {**subschema, **target}
+    del merged["$ref"]
+    return merged
+
+
 def kazoo_filled(name: str, instance: object) -> Any:
     """A copy of ``instance`` with the defaults Kazoo inserts while validating it against ``name``.
 
