@@ -45,6 +45,7 @@ class ApiState:
 
 
 STATE = web.AppKey("state", ApiState)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 class ApiError(Exception):
@@ -83,7 +84,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def crossbar_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure, ours or the router's, leaves in crossbar's error envelope."""
     rid = _request_id(request)
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     node = request.app[STATE].node
     token = _token(request)
     try:
@@ -106,6 +107,11 @@ async def crossbar_errors(request: web.Request, handler: Handler) -> web.StreamR
             auth_token=token,
             node=node,
         )
+    except web.HTTPException as exc:
+        name = exc.reason.lower().replace(" ", "_")
+        return envelope.error(
+            exc.status, name, {"message": exc.reason}, request_id=rid, auth_token=token, node=node
+        )
     except sa_exc.SQLAlchemyError:
         logger.exception("debug store failed while serving %s", request.path)
         return envelope.error(
@@ -116,10 +122,20 @@ async def crossbar_errors(request: web.Request, handler: Handler) -> web.StreamR
             auth_token=token,
             node=node,
         )
+    except Exception:
+        logger.exception("unexpected failure while serving %s", request.path)
+        return envelope.error(
+            500,
+            "unspecified_fault",
+            {"message": "unspecified fault"},
+            request_id=rid,
+            auth_token=token,
+            node=node,
+        )
 
 
-def _authorize(request: web.Request, account_id: str) -> str:
-    """The caller's token when it may read ``account_id``; 401 or 404 otherwise."""
+def _authorize(request: web.Request, account_id: str, cause: str) -> str:
+    """The caller's token when it may read ``account_id``; 401, or the 404 an unknown ``cause`` gets."""
     state = request.app[STATE]
     token = _token(request)
     grant = state.tokens.accounts(token)
@@ -129,7 +145,7 @@ def _authorize(request: web.Request, account_id: str) -> str:
             message += ": no API tokens are configured (set PIVOT_API_TOKENS_FILE)"
         raise ApiError(401, "invalid_credentials", {"message": message})
     if not TokenBook.allows(grant, account_id):
-        raise not_found(account_id)
+        raise not_found(cause)
     assert token is not None
     return token
 
@@ -165,7 +181,7 @@ def _key_of(gregorian_s: int, *, end: bool = False) -> int:
 
 async def list_calls(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
-    token = _authorize(request, account_id)
+    token = _authorize(request, account_id, account_id)
     query = list_query(request.query)
     state = request.app[STATE]
     limit = UNPAGINATED_LIMIT if query.page_size is None else query.page_size + 1
@@ -189,7 +205,7 @@ async def list_calls(request: web.Request) -> web.Response:
         }
     return envelope.success(
         [_row(r) for r in rows],
-        request_id=request["request_id"],
+        request_id=request[REQUEST_ID],
         auth_token=token,
         node=state.node,
         pagination=pagination,
@@ -198,8 +214,8 @@ async def list_calls(request: web.Request) -> web.Response:
 
 async def read_call(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
-    token = _authorize(request, account_id)
     ident = request.match_info["debug_id"]
+    token = _authorize(request, account_id, ident)
     bounds = read_range(request.query)
     state = request.app[STATE]
     lo = bounds.created_from if bounds else None
@@ -218,7 +234,7 @@ async def read_call(request: web.Request) -> web.Response:
     if not records:
         raise not_found(ident)
     return envelope.success(
-        [_record(e) for e in records], request_id=request["request_id"], auth_token=token, node=state.node
+        [_record(e) for e in records], request_id=request[REQUEST_ID], auth_token=token, node=state.node
     )
 
 
