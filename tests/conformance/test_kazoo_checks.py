@@ -1,4 +1,4 @@
-"""The Kazoo conformance helper must catch what Kazoo would reject, or every test built on it is hollow."""
+"""The Kazoo conformance checks must catch what Kazoo would reject, or every test built on them is hollow."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_non_object_root_is_rejected() -> None:
         assert_flow_conforms([])  # type: ignore[arg-type]
 
 
-def test_message_helper_reports_missing_required_header() -> None:
+def test_message_check_reports_missing_required_header() -> None:
     with pytest.raises(AssertionError, match="Call-ID"):
         assert_conforms("kapi.pivot.processing", {"Event-Category": "pivot", "Event-Name": "processing"})
 
