@@ -1,0 +1,167 @@
+"""``<Say>``, ``<Play>`` and ``<Pause>``: prompts, standalone or nested in ``<Gather>``.
+
+Outside a Gather, Twilio's prompts cannot be interrupted by keys, so nodes get empty
+``terminators``. Inside a Gather any key stops the prompt and counts as input: Kazoo's
+``tts``/``play`` store keys pressed while they wait into the call's ``default`` DTMF collection,
+which the following ``collect_dtmf`` reads first. A nested ``<Pause>`` is played as silence
+(``silence_stream://``) for the same reason; ``sleep`` would swallow the keys.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+
+from ..errors import Reason
+from . import attrs
+from .attrs import DTMF_KEYS
+from .limits import MAX_PLAY_LOOP, MAX_SAY_CHARS, MAX_SAY_LOOP, TTS_NODE_CHARS
+from .state import Node, State, Step
+
+TTS_ENGINES = ("flite", "google", "ispeech", "voicefabric")
+_VOICES = {"man": "male", "male": "male", "woman": "female", "female": "female", "alice": "female"}
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_SPACES = re.compile(r"\s+")
+_DIGITS = re.compile(r"^[0-9*#wWA-D]+$")
+DEFAULT_VOICE = "male"  # Twilio's documented default voice is "man"
+DEFAULT_LANGUAGE = "en-us"  # Twilio's en-US, in Kazoo's lower-case spelling
+
+
+def _voice(element: etree._Element, st: State) -> str:
+    raw = element.get("voice")
+    if raw is None:
+        return DEFAULT_VOICE
+    mapped = _VOICES.get(raw.strip().lower())
+    if mapped is None:
+        st.warn(
+            element,
+            "kazoo-unsupported",
+            f"voice={raw!r} is not available on Kazoo's TTS engines; using {DEFAULT_VOICE!r}",
+        )
+        return DEFAULT_VOICE
+    return mapped
+
+
+def _language(element: etree._Element, st: State) -> str:
+    raw = element.get("language")
+    if raw is None:
+        return DEFAULT_LANGUAGE
+    if not _LANGUAGE.match(raw.strip()):
+        st.warn(
+            element, "say-language", f"language={raw!r} is not a language tag; using {DEFAULT_LANGUAGE!r}"
+        )
+        return DEFAULT_LANGUAGE
+    return raw.strip().lower()
+
+
+def _chunks(text: str) -> list[str]:
+    """Split at spaces into pieces of at most :data:`TTS_NODE_CHARS` (Kazoo's tts text limit)."""
+    pieces: list[str] = []
+    while len(text) > TTS_NODE_CHARS:
+        cut = text.rfind(" ", 0, TTS_NODE_CHARS + 1)
+        if cut <= 0:
+            cut = TTS_NODE_CHARS
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        pieces.append(text)
+    return pieces
+
+
+def say(element: etree._Element, st: State, *, in_gather: bool = False, barge_in: bool = True) -> list[Node]:
+    attrs.check_known(element, st)
+    if any(isinstance(child.tag, str) for child in element):
+        st.warn(
+            element, "kazoo-unsupported", "SSML is not available on Kazoo's TTS: its text is spoken plainly"
+        )
+    text = _SPACES.sub(" ", "".join(str(t) for t in element.itertext())).strip()
+    if not text:
+        st.warn(element, "13520", "<Say> has no text to speak; it is skipped")
+        return []
+    if len(text) > MAX_SAY_CHARS:
+        raise st.fatal(
+            element,
+            "say-length",
+            f"<Say> text is {len(text)} characters; at most {MAX_SAY_CHARS} are allowed",
+            Reason.LIMIT_EXCEEDED,
+        )
+    loop = attrs.integer(element, st, "loop", 1, "13322" if in_gather else "13510", minimum=0)
+    data: dict[str, object] = {"voice": _voice(element, st), "language": _language(element, st)}
+    engine = element.get("engine")
+    if engine is not None:
+        if engine in TTS_ENGINES:
+            data["engine"] = engine
+        else:
+            st.warn(
+                element, "kazoo-unsupported", f"engine={engine!r} must be one of {', '.join(TTS_ENGINES)}"
+            )
+    data["terminators"] = list(DTMF_KEYS) if in_gather and barge_in else []
+    chunks = _chunks(text)
+    if loop == 0 and len(chunks) == 1:
+        return [st.node(element, "tts", {"text": chunks[0], **data, "endless_playback": True})]
+    if loop == 0 or loop > MAX_SAY_LOOP:
+        st.warn(
+            element,
+            "kazoo-unsupported",
+            f"loop={element.get('loop')!r}: <Say> is repeated {MAX_SAY_LOOP} times",
+        )
+        loop = MAX_SAY_LOOP
+    return [st.node(element, "tts", {"text": chunk, **data}) for _ in range(loop) for chunk in chunks]
+
+
+def play(element: etree._Element, st: State, *, in_gather: bool = False, barge_in: bool = True) -> list[Node]:
+    attrs.check_known(element, st)
+    nodes: list[Node] = []
+    digits = element.get("digits")
+    if digits is not None:
+        if _DIGITS.match(digits):
+            nodes.append(st.node(element, "send_dtmf", {"digits": digits}))
+        else:
+            st.warn(
+                element, "play-digits", f"digits={digits!r} may hold only 0-9, *, #, A-D, w and W; ignored"
+            )
+    reference = (element.text or "").strip()
+    if not reference:
+        if not nodes:
+            st.error(
+                element,
+                attrs.SCHEMA_WARNING,
+                "<Play> needs a media URL (or a digits attribute)",
+                Reason.SCHEMA_ERROR,
+            )
+        return nodes
+    url = st.url(element, reference, "<Play> URL")
+    loop = attrs.integer(element, st, "loop", 1, "13410", minimum=0, maximum=MAX_PLAY_LOOP)
+    data: dict[str, object] = {"id": url, "terminators": list(DTMF_KEYS) if in_gather and barge_in else []}
+    if loop == 0:
+        data["endless_playback"] = True
+    elif loop > 1:
+        data["loop_count"] = loop
+    nodes.append(st.node(element, "play", data))
+    return nodes
+
+
+def pause(
+    element: etree._Element, st: State, *, in_gather: bool = False, barge_in: bool = True
+) -> list[Node]:
+    attrs.check_known(element, st)
+    length = attrs.integer(element, st, "length", 1, "13910", minimum=1, maximum=86400)
+    if in_gather:
+        terminators = list(DTMF_KEYS) if barge_in else []
+        return [
+            st.node(element, "play", {"id": f"silence_stream://{length * 1000}", "terminators": terminators})
+        ]
+    return [st.node(element, "sleep", {"duration": length, "unit": "s"})]
+
+
+def say_step(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
+    return Step(say(element, st))
+
+
+def play_step(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
+    return Step(play(element, st))
+
+
+def pause_step(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
+    return Step(pause(element, st))

@@ -1,0 +1,171 @@
+"""Turn one TwiML document into one Kazoo callflow.
+
+The document is parsed (hardened), its structure checked as a whole (unknown or misplaced
+elements are reported together, before anything is built), then its verbs are translated in
+order into a chain of callflow nodes linked by their ``_`` children. Running out of verbs hangs
+up, as on Twilio. The flow is finally checked and completed with Kazoo's defaults by
+:func:`~pivot_worker.callflow.validate.validate_flow`, so what we publish is what Kazoo would run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from lxml import etree
+
+from ..callflow.modules import SUPPORTED_MODULES
+from ..callflow.validate import validate_flow
+from ..errors import Reason
+from . import attrs, control, dial, gather, record, speech
+from .context import Translation, TwimlContext
+from .limits import MAX_VERBS
+from .parse import parse_document
+from .state import Node, State, Step, chain
+from .vocabulary import SSML_ELEMENTS, UNSUPPORTED_DIAL_NOUNS, UNSUPPORTED_VERBS
+
+Handler = Callable[[etree._Element, State, list[etree._Element]], Step]
+
+HANDLERS: dict[str, Handler] = {
+    "Say": speech.say_step,
+    "Play": speech.play_step,
+    "Pause": speech.pause_step,
+    "Gather": gather.gather,
+    "Record": record.record,
+    "Dial": dial.dial,
+    "Redirect": control.redirect,
+    "Hangup": control.hangup,
+    "Reject": control.reject,
+    "Set": control.set_variables,
+    "Enqueue": control.enqueue,
+}
+
+_NESTED: dict[str, frozenset[str]] = {
+    "Gather": frozenset({"Say", "Play", "Pause"}),
+    "Dial": frozenset({"Number", "User", "Device", "Conference"}),
+    "Set": frozenset({"Variable"}),
+    "Redirect": frozenset({"Variable"}),
+}
+_NOUNS = frozenset({"Number", "User", "Device", "Conference", "Variable"}) | frozenset(UNSUPPORTED_DIAL_NOUNS)
+_NESTED_CODES = {"Gather": "13320"}
+
+
+def translate_twiml(body: bytes, ctx: TwimlContext) -> Translation:
+    """Translate the TwiML ``body`` into a validated Kazoo callflow.
+
+    Raises ``TranslationError`` (reason ``parse_error``, ``schema_error``, ``unsupported_verb``,
+    ``limit_exceeded`` or ``redirect_loop``) with located findings, and ``PivotError``
+    (``blocked_address``/``invalid_url``) when a URL the flow would use fails ``ctx.check_url``.
+    """
+    doc = parse_document(body)
+    st = State(ctx, doc, walk)
+    if ctx.iteration > ctx.max_iterations:
+        raise st.fatal(
+            doc.root,
+            "redirect-loop",
+            f"request {ctx.iteration} of this call exceeds PIVOT_MAX_ITERATIONS ({ctx.max_iterations})",
+            Reason.REDIRECT_LOOP,
+        )
+    verbs = check_structure(doc.root, st)
+    st.raise_errors()
+    head = walk(verbs, st)
+    st.raise_errors()
+    return Translation(flow=validate_flow(head), warnings=st.warnings)
+
+
+def walk(verbs: Sequence[etree._Element], st: State) -> Node:
+    """Translate ``verbs`` in order into a chain; the verbs after a terminal one are unreachable."""
+    nodes: list[Node] = []
+    for index, verb in enumerate(verbs):
+        rest = list(verbs[index + 1 :])
+        step = HANDLERS[str(verb.tag)](verb, st, rest)
+        nodes.extend(step.nodes)
+        if step.terminal:
+            if rest and not step.consumed:
+                st.warn(rest[0], "unreachable", f"verbs after <{verb.tag}> never run")
+            if step.nodes:
+                return chain(nodes)
+            break  # the verb failed; its error is reported, keep the flow well-formed meanwhile
+    nodes.append(st.node(verbs[-1] if verbs else st.doc.root, "hangup", {}))
+    return chain(nodes)
+
+
+def check_structure(root: etree._Element, st: State) -> list[etree._Element]:
+    """Report unknown, unsupported and misplaced elements; return the top-level verbs."""
+    if (root.text or "").strip():
+        st.warn(root, attrs.SCHEMA_WARNING, "text directly inside <Response> is ignored")
+    attrs.check_known(root, st)
+    verbs: list[etree._Element] = []
+    count = 0
+    for verb in root:
+        if (verb.tail or "").strip():
+            st.warn(verb, attrs.SCHEMA_WARNING, f"text after <{verb.tag}> is ignored")
+        if not isinstance(verb.tag, str):
+            continue
+        count += 1
+        tag = verb.tag
+        if tag in HANDLERS:
+            verbs.append(verb)
+            count += _check_nested(verb, st)
+        elif tag in UNSUPPORTED_VERBS:
+            st.error(
+                verb,
+                "unsupported-verb",
+                f"<{tag}> is not supported: {UNSUPPORTED_VERBS[tag]}",
+                Reason.UNSUPPORTED_VERB,
+            )
+        elif tag in _NOUNS:
+            st.error(
+                verb,
+                attrs.SCHEMA_WARNING,
+                f"<{tag}> is not a verb; it belongs inside another verb",
+                Reason.SCHEMA_ERROR,
+            )
+        else:
+            st.error(verb, attrs.SCHEMA_WARNING, f"<{tag}> is not a TwiML voice verb", Reason.SCHEMA_ERROR)
+        if count > MAX_VERBS:
+            raise st.fatal(
+                verb,
+                "verb-count",
+                f"the document has more than {MAX_VERBS} verbs and nouns",
+                Reason.LIMIT_EXCEEDED,
+            )
+        if tag == "Enqueue" and "acdc_member" not in SUPPORTED_MODULES:
+            st.error(
+                verb,
+                "unsupported-verb",
+                "<Enqueue> needs Kazoo's acdc_member module, which this worker does not accept yet",
+                Reason.UNSUPPORTED_VERB,
+            )
+    return verbs
+
+
+def _check_nested(verb: etree._Element, st: State) -> int:
+    allowed = _NESTED.get(str(verb.tag), frozenset())
+    count = 0
+    for child in verb:
+        if not isinstance(child.tag, str):
+            continue
+        count += 1
+        if child.tag in allowed:
+            continue
+        if verb.tag == "Say" and child.tag in SSML_ELEMENTS:
+            count -= 1  # SSML is text markup, not a verb
+            continue
+        if verb.tag == "Dial" and child.tag in UNSUPPORTED_DIAL_NOUNS:
+            st.error(
+                child,
+                "unsupported-noun",
+                f"<{child.tag}>: {UNSUPPORTED_DIAL_NOUNS[child.tag]}",
+                Reason.UNSUPPORTED_VERB,
+            )
+            continue
+        if verb.tag in _NESTED or verb.tag == "Say":
+            code = _NESTED_CODES.get(str(verb.tag), attrs.SCHEMA_WARNING)
+            st.error(child, code, f"<{child.tag}> cannot be nested in <{verb.tag}>", Reason.SCHEMA_ERROR)
+        else:
+            st.warn(
+                child,
+                attrs.SCHEMA_WARNING,
+                f"<{verb.tag}> takes no nested elements; <{child.tag}> is ignored",
+            )
+    return count
