@@ -6,7 +6,7 @@ developer may use. Each module's rules live in ``pivot_worker/schemas/callflows/
 
 from __future__ import annotations
 
-from .modules import SUPPORTED_MODULES, prepare
-from .validate import validate_flow
+from .modules import SUPPORTED_MODULES
+from .validate import prepare, validate_flow
 
 __all__ = ["SUPPORTED_MODULES", "prepare", "validate_flow"]

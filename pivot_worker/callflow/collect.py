@@ -27,7 +27,8 @@ def escape(part: object) -> str:
 
 
 @functools.cache
-def _slow_validator(module: str) -> Validator | None:
+def slow_validator(module: str) -> Validator | None:
+    """jsonschema's validator for ``module``'s data (built once), or None without jsonschema."""
     try:
         from jsonschema import Draft7Validator
     except ImportError:  # pragma: no cover - jsonschema is installed wherever tests run
@@ -41,7 +42,7 @@ def collect(
 ) -> list[Finding]:
     """Every finding for ``data`` of ``module``, pointers prefixed with ``at`` (the data's pointer)."""
     found: dict[tuple[str, str], Finding] = {}
-    slow = _slow_validator(module)
+    slow = slow_validator(module)
     if slow is not None:
         for err in slow.iter_errors(data):
             pointer = at + "".join("/" + escape(p) for p in err.absolute_path)

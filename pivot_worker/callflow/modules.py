@@ -2,8 +2,8 @@
 
 Each module's schema is our own restatement of Kazoo's ``callflows.<module>`` rules (names, types,
 enums, bounds, defaults). A validator is compiled with fastjsonschema on first use of its module,
-then kept for the life of the process; :func:`prepare` compiles them all up front (about 70 ms)
-so the first calls of a freshly started worker are not slower than the rest.
+then kept for the life of the process (``pivot_worker.callflow.prepare`` compiles them all up
+front).
 """
 
 from __future__ import annotations
@@ -78,9 +78,3 @@ def data_validator(module: str) -> DataValidator | None:
         validator = fastjsonschema.compile(data_schema(module), use_default=True)
         _compiled[module] = validator
     return validator
-
-
-def prepare() -> None:
-    """Compile every module's validator now rather than on its first use."""
-    for module in SUPPORTED_MODULES:
-        data_validator(module)

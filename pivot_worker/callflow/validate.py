@@ -19,7 +19,7 @@ import fastjsonschema
 
 from ..errors import Finding, Reason, TranslationError
 from ..schemas.wording import describe, shown
-from .collect import collect, escape
+from .collect import collect, escape, slow_validator
 from .modules import SUPPORTED_MODULES, data_validator
 
 MODULE_MIN_LENGTH = 1
@@ -27,6 +27,14 @@ MODULE_MAX_LENGTH = 64
 _ACCEPTED = ", ".join(sorted(SUPPORTED_MODULES))
 
 _Link: TypeAlias = "tuple[_Link, str] | None"
+
+
+def prepare() -> None:
+    """Compile every module's validators now (about 60 ms, plus 35 ms to import jsonschema for the
+    error collector) instead of on first use, so a fresh worker's first flows are not slower."""
+    for module in SUPPORTED_MODULES:
+        data_validator(module)
+        slow_validator(module)
 
 
 def validate_flow(flow: object, *, max_depth: int = 64, max_nodes: int = 500) -> dict[str, Any]:

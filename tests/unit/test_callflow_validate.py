@@ -315,3 +315,13 @@ def test_validated_flow_serializes_like_the_kazoo_example() -> None:
         "data": {"text": "Hello", "terminators": ALL_KEYS, "voice": "female"},
         "children": {},
     }
+
+
+def test_prepare_compiles_every_module_up_front() -> None:
+    from pivot_worker.callflow import prepare
+    from pivot_worker.callflow.collect import slow_validator
+
+    prepare()
+    for module in SUPPORTED_MODULES:
+        assert data_validator(module) is not None
+        assert slow_validator(module) is not None
