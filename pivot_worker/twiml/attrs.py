@@ -111,3 +111,8 @@ def unsupported(
     raw = element.get(name)
     if raw is not None and raw.strip() not in unless:
         st.warn(element, "kazoo-unsupported", f"{name}={raw!r} is ignored: {why}")
+
+
+def own_text(element: etree._Element) -> str:
+    """The element's direct text, including text between its children, stripped."""
+    return ((element.text or "") + "".join(child.tail or "" for child in element)).strip()

@@ -64,7 +64,7 @@ def redirect(element: etree._Element, st: State, rest: list[etree._Element]) -> 
     attrs.check_known(element, st)
     method = attrs.method(element, st, "redirect-method")
     variables(element, st)
-    target = (element.text or "").strip()
+    target = attrs.own_text(element)
     if not target:
         st.error(element, attrs.SCHEMA_WARNING, "<Redirect> needs a URL", Reason.SCHEMA_ERROR)
         return Step([], terminal=True)

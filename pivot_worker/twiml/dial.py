@@ -153,7 +153,7 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
     attrs.unsupported(element, st, "recordingStatusCallback", "no recording status callbacks on Kazoo")
 
     nouns = [child for child in element if isinstance(child.tag, str)]
-    text = (element.text or "").strip()
+    text = attrs.own_text(element)
     if text and nouns:
         st.error(
             element,
@@ -211,10 +211,11 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
     if record is not None and record not in _RECORD_ON and record not in ("false", "do-not-record"):
         st.warn(element, "dial-record", f"record={record!r} is not a Twilio record mode; not recording")
     elif record in _RECORD_ON:
+        # "from answer" means from when the dialled party answers, i.e. the bridge.
         data: dict[str, object] = {
             "action": "start",
             "format": "mp3",
-            "record_on_answer": record != "record-from-ringing",
+            "record_on_bridge": not record.startswith("record-from-ringing"),
         }
         if st.ctx.recording_url:
             data["url"] = st.url(element, st.ctx.recording_url, "PIVOT_RECORDING_URL")

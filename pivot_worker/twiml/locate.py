@@ -14,12 +14,13 @@ from lxml import etree
 class Locator:
     """Pointers and positions for the elements of one parsed document."""
 
-    __slots__ = ("_offsets", "_order", "_root", "_source", "_text")
+    __slots__ = ("_elements", "_offsets", "_order", "_root", "_source", "_text")
 
     def __init__(self, root: etree._Element, source: bytes) -> None:
         self._root = root
         self._source = source
         self._order: dict[int, int] | None = None
+        self._elements: list[etree._Element] = []
         self._offsets: list[int] | None = None
         self._text = ""
 
@@ -53,9 +54,10 @@ class Locator:
         return self._text.count("\n", 0, offset) + 1, offset - start_of_line + 1
 
     def _index(self) -> None:
-        self._order = {
-            id(el): n for n, el in enumerate(e for e in self._root.iter() if isinstance(e.tag, str))
-        }
+        # lxml hands out the same proxy for a node only while one is alive: keep them all alive so
+        # id() stays a stable key.
+        self._elements = [e for e in self._root.iter() if isinstance(e.tag, str)]
+        self._order = {id(el): n for n, el in enumerate(self._elements)}
         encoding = self._root.getroottree().docinfo.encoding or "utf-8"
         if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
             encoding = "utf-8-sig"  # a byte-order mark is not a column
