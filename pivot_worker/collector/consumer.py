@@ -90,6 +90,7 @@ class EventConsumer:
         self._max_wait_s = max_wait_s
         self._pending: list[tuple[aio_pika.abc.AbstractIncomingMessage, dict[str, Any]]] = []
         self._full = asyncio.Event()
+        self._arrived = asyncio.Event()
         self._stopping = False
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
@@ -119,6 +120,7 @@ class EventConsumer:
             with contextlib.suppress(Exception):
                 await self._queue.cancel(self._tag)
         self._full.set()
+        self._arrived.set()
         if self._flusher is not None:
             await self._flusher
         if self._channel is not None:
@@ -135,24 +137,26 @@ class EventConsumer:
             await message.reject(requeue=False)
             return
         self._pending.append((message, parsed))
+        self._arrived.set()
         if len(self._pending) >= self._max_batch:
             self._full.set()
 
     async def _flush_loop(self) -> None:
+        """Write a batch when it is full, or ``max_wait_s`` after its first message arrived."""
         while True:
             if not self._pending:
                 if self._stopping:
                     return
-                self._full.clear()
-                await self._full.wait()
-            else:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            if len(self._pending) < self._max_batch and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_wait_s)
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             if len(self._pending) < self._max_batch:
                 self._full.clear()
-            if batch:
-                await self._store_batch(batch)
+            await self._store_batch(batch)
 
     async def _store_batch(
         self, batch: list[tuple[aio_pika.abc.AbstractIncomingMessage, dict[str, Any]]]

@@ -1,8 +1,9 @@
 """``PIVOT_DATABASE_URL`` in the forms people write, mapped to SQLAlchemy's async drivers.
 
 ``sqlite:///relative/file.sqlite3`` (relative to the working directory), ``sqlite:////abs/file``,
-``postgresql://user:pass@host:5432/db`` (also ``postgres://``). Forms that already name an async
-driver (``sqlite+aiosqlite``, ``postgresql+asyncpg``) pass through.
+``postgresql://user:pass@host:5432/db`` (also ``postgres://``); on PostgreSQL ``?schema=NAME`` puts
+the tables in that (existing) schema instead of the connection's default. Forms that already name
+an async driver (``sqlite+aiosqlite``, ``postgresql+asyncpg``) pass through.
 """
 
 from __future__ import annotations
@@ -53,3 +54,17 @@ def is_sqlite(url: URL) -> bool:
 def _shown(text: str) -> str:
     _head, sep, tail = text.rpartition("@")
     return f"***@{tail}" if sep else text
+
+
+def split_schema(url: URL) -> tuple[URL, str | None]:
+    """Take ``?schema=NAME`` off a PostgreSQL URL; the driver would reject it as a connect argument."""
+    schema = url.query.get("schema")
+    if schema is None:
+        return url, None
+    if isinstance(schema, tuple):
+        schema = schema[-1]
+    if is_sqlite(url):
+        raise SettingsError("PIVOT_DATABASE_URL: ?schema= applies to PostgreSQL only")
+    if not schema:
+        raise SettingsError("PIVOT_DATABASE_URL: ?schema= needs a schema name")
+    return url.difference_update_query(["schema"]), schema

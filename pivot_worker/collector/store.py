@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .dburl import async_database_url, is_sqlite
+from .dburl import async_database_url, is_sqlite, split_schema
 from .migrate import migrate
 from .summary import CallSummary, account_of, event_failed, key_to_created, order_key, summarise
 from .tables import calls, events
@@ -65,10 +65,11 @@ class Store:
     async def open(cls, database_url: str, *, schema: str | None = None) -> Store:
         """Connect, create or migrate the schema, and return a ready store.
 
-        ``schema`` (PostgreSQL only) puts the tables in that schema, which must exist; tests use it
-        to stay apart from each other.
+        ``schema`` (PostgreSQL only; or ``?schema=`` in the URL) puts the tables in that schema,
+        which must exist; tests use it to stay apart from each other.
         """
-        url = async_database_url(database_url)
+        url, url_schema = split_schema(async_database_url(database_url))
+        schema = schema or url_schema
         engine = create_async_engine(url, pool_pre_ping=not is_sqlite(url))
         if is_sqlite(url):
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -7,6 +7,8 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aio_pika
+import aio_pika.abc
 import aiohttp
 import asyncpg
 import orjson
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from pivot_worker.collector.api import make_app
 from pivot_worker.collector.auth import TokenBook
+from pivot_worker.collector.consumer import queue_name_for
 from pivot_worker.collector.store import Store
 
 from .support import TOKENS
@@ -95,3 +98,35 @@ async def api(store: Store, tokens_file: Path) -> AsyncIterator[str]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
+    """(PIVOT_DATABASE_URL, PostgreSQL schema or None) for a collector that opens the store itself."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'collector.sqlite3'}", None
+        return
+    admin = await _pg_admin()
+    schema = f"pivot_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield PG_URL, schema
+    finally:
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[tuple[aio_pika.abc.AbstractRobustConnection, str]]:
+    """A connection and a unique debug exchange name; the exchange and its queue are deleted afterwards."""
+    connection = await aio_pika.connect_robust(
+        amqp_url, client_properties={"connection_name": "collector-tests"}
+    )
+    exchange = f"pivot_test_{uuid.uuid4().hex[:10]}"
+    try:
+        yield connection, exchange
+    finally:
+        channel = await connection.channel()
+        await channel.queue_delete(queue_name_for(exchange))
+        await channel.exchange_delete(exchange)
+        await connection.close()

@@ -172,3 +172,12 @@ def test_bad_database_urls_are_named_without_leaking_passwords(given: str, words
         async_database_url(given)
     assert "PIVOT_DATABASE_URL" in str(info.value)
     assert "secret" not in str(info.value)
+
+
+def test_postgres_schema_can_come_from_the_url() -> None:
+    from pivot_worker.collector.dburl import split_schema
+
+    url, schema = split_schema(async_database_url("postgresql://u@h/db?schema=pivot_debug"))
+    assert (url.render_as_string(), schema) == ("postgresql+asyncpg://u@h/db", "pivot_debug")
+    with pytest.raises(SettingsError, match="PostgreSQL only"):
+        split_schema(async_database_url("sqlite:///x.sqlite3?schema=s"))
