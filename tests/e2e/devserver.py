@@ -28,6 +28,12 @@ class DevServer:
         self.arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.released = asyncio.Event()
+
+    async def hold(self, seconds: float = 60.0) -> None:
+        """Keep a handler from answering until the server stops (or ``seconds`` pass)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.released.wait(), seconds)
 
     def route(self, path: str, handler: Handler) -> str:
         self.routes[path] = handler
@@ -91,5 +97,6 @@ class DevServer:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
+        self.released.set()
         if self._runner is not None:
             await self._runner.cleanup()

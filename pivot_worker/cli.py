@@ -1,0 +1,80 @@
+"""``pivot-worker``: ``run`` serves pivot requests; ``translate`` shows what a document becomes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from . import __version__, logs
+from .settings import Settings, SettingsError, parse_networks
+from .translate_cmd import register as register_translate
+
+
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return asyncio.run(main)
+    result: int = uvloop.run(main)
+    return result
+
+
+async def _serve(settings: Settings) -> int:
+    from .worker import Worker
+
+    worker = Worker(settings)
+    stop = asyncio.Event()
+    why: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        why.append(sig.name)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    await worker.start()
+    await stop.wait()
+    await worker.stop(why[0] if why else "stop")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(
+            amqp_url=args.amqp_url,
+            queue=args.queue,
+            prefetch=args.prefetch,
+            allow_networks=parse_networks(args.allow_networks) if args.allow_networks is not None else None,
+            log_level=args.log_level,
+        )
+    except (SettingsError, ValueError) as exc:
+        print(f"pivot-worker: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    return _run_loop(_serve(settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pivot-worker", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pivot-worker {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="consume pivot requests (settings from PIVOT_* variables; flags win)")
+    run.add_argument("--amqp-url", help="PIVOT_AMQP_URL")
+    run.add_argument("--queue", help="PIVOT_QUEUE")
+    run.add_argument("--prefetch", type=int, help="PIVOT_PREFETCH")
+    run.add_argument("--allow-networks", help="PIVOT_ALLOW_NETWORKS (comma-separated CIDRs)")
+    run.add_argument("--log-level", help="PIVOT_LOG_LEVEL")
+    run.set_defaults(func=_cmd_run)
+    register_translate(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

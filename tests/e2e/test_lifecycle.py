@@ -1,0 +1,111 @@
+"""Process lifecycle end to end: SIGKILL loses nothing, SIGTERM drains, leftovers are requeued."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.e2e.conftest import delete_queues, worker_env
+from tests.e2e.devserver import DevServer
+from tests.e2e.kazoo_side import CallSide, KazooCallflow, pivot_req
+from tests.e2e.workers import WorkerProcess
+
+pytestmark = pytest.mark.rabbit
+
+TTS = '{"module": "tts", "data": {"text": "Hello"}}'
+
+
+@pytest.fixture
+def own_queue(amqp_url: str) -> Iterator[str]:
+    name = f"pivot_lifecycle_{uuid.uuid4().hex[:8]}"
+    yield name
+    asyncio.run(delete_queues(amqp_url, name, f"{name}.dead"))
+
+
+def hold_first(dev: DevServer, count: int) -> Any:
+    """A handler that does not answer the first ``count`` requests and answers the rest at once."""
+    seen: list[int] = []
+
+    async def handler(_r: web.Request) -> web.StreamResponse:
+        seen.append(1)
+        if len(seen) <= count:
+            await dev.hold()
+        return web.Response(text=TTS, content_type="application/json")
+
+    return handler
+
+
+async def publish_calls(kazoo: KazooCallflow, url: str, n: int) -> list[CallSide]:
+    sides = []
+    for _ in range(n):
+        side, call = kazoo.new_call()
+        await kazoo.publish(side, pivot_req(call, url))
+        sides.append(side)
+    return sides
+
+
+async def assert_each_answered_once(sides: list[CallSide], timeout: float = 8.0) -> None:
+    for side in sides:
+        await side.wait_for(2, timeout=timeout)
+    await asyncio.sleep(0.3)
+    for side in sides:
+        assert sorted(side.names()) == ["call_event.CHANNEL_PIVOT", "pivot.processing"], side.names()
+
+
+async def test_sigkill_with_unacked_requests_loses_none(
+    amqp_url: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+) -> None:
+    handler = hold_first(dev, 5)
+    url = dev.route("/held", handler)
+    victim = WorkerProcess(worker_env(amqp_url, own_queue), tmp_path / "victim.log", "victim").start()
+    sides = await publish_calls(kazoo, url, 5)
+    await dev.wait_seen("/held", 5)  # the victim holds all five, unacked
+    victim.kill()
+    assert all(side.events == [] for side in sides)
+    rescuer = WorkerProcess(worker_env(amqp_url, own_queue), tmp_path / "rescuer.log", "rescuer").start()
+    try:
+        await assert_each_answered_once(sides)
+    finally:
+        rescuer.stop()
+
+
+async def test_sigterm_drains_in_flight_requests_then_exits(
+    amqp_url: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+) -> None:
+    async def slow(_r: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(1.0)
+        return web.Response(text=TTS, content_type="application/json")
+
+    url = dev.route("/slow", slow)
+    worker = WorkerProcess(worker_env(amqp_url, own_queue), tmp_path / "w.log", "drainer").start()
+    sides = await publish_calls(kazoo, url, 3)
+    await dev.wait_seen("/slow", 3)
+    code = await asyncio.to_thread(worker.stop)
+    assert code == 0
+    await assert_each_answered_once(sides, timeout=2.0)
+    assert "shutdown on SIGTERM: 3 ok, 0 failed, 0 dead-lettered, 0 requeued" in worker.log()
+
+
+async def test_requests_left_after_the_grace_period_are_requeued_for_another_worker(
+    amqp_url: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+) -> None:
+    handler = hold_first(dev, 2)
+    url = dev.route("/held", handler)
+    env = worker_env(amqp_url, own_queue, PIVOT_SHUTDOWN_GRACE_S="0.3")
+    first = WorkerProcess(env, tmp_path / "first.log", "first").start()
+    sides = await publish_calls(kazoo, url, 2)
+    await dev.wait_seen("/held", 2)
+    assert await asyncio.to_thread(first.stop) == 0
+    assert "2 requeued" in first.log()
+    assert all(side.events == [] for side in sides)
+    second = WorkerProcess(env, tmp_path / "second.log", "second").start()
+    try:
+        await assert_each_answered_once(sides)
+    finally:
+        second.stop()
