@@ -53,7 +53,7 @@ _MAC_BYTES = 16
 _DOMAIN = b"pivot-worker continuation\x00"
 _COMPRESS_OVER = 200
 _MAX_PAYLOAD = 64 * 1024
-_TRAILING_TOKEN = re.compile(r"[?&]" + TOKEN_PARAM + r"=([A-Za-z0-9_-]*)$")
+_TRAILING_TOKEN = re.compile(r"[?&]" + TOKEN_PARAM + r"=([^&]*)$")
 
 
 @dataclass(frozen=True, slots=True)

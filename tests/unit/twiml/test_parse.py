@@ -1,0 +1,114 @@
+"""The parser is hardened, bounded, and says where a document is broken."""
+
+from __future__ import annotations
+
+import pytest
+
+from pivot_worker.errors import Reason, TranslationError
+from pivot_worker.twiml.limits import MAX_DOCUMENT_BYTES, MAX_ELEMENT_DEPTH
+from pivot_worker.twiml.locate import start_tag_offsets
+from pivot_worker.twiml.parse import PARSER, parse_document
+
+
+def _error(body: bytes) -> TranslationError:
+    with pytest.raises(TranslationError) as info:
+        parse_document(body)
+    return info.value
+
+
+def test_parser_is_hardened() -> None:
+    # ruff has no lxml rule any more: this test is the guard against a softened parser.
+    assert PARSER.resolvers is not None
+    body = b'<!DOCTYPE r [<!ENTITY e SYSTEM "file:///etc/hostname">]><r>&e;</r>'
+    err = _error(body)
+    assert err.reason is Reason.PARSE_ERROR
+    assert "DOCTYPE" in err.findings[0].message
+
+
+def test_external_dtd_is_refused_without_reading_it(tmp_path) -> None:
+    secret = tmp_path / "secret.dtd"
+    secret.write_text('<!ENTITY leak "top secret">')
+    err = _error(
+        f'<!DOCTYPE Response SYSTEM "{secret.as_uri()}"><Response><Say>&leak;</Say></Response>'.encode()
+    )
+    assert err.findings[0].code == "12100"
+    assert "top secret" not in str(err)
+
+
+def test_billion_laughs_is_refused_quickly() -> None:
+    lol = b'<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">' + b"".join(
+        b'<!ENTITY %s "%s">' % (chr(98 + i).encode(), (b"&" + chr(97 + i).encode() + b";") * 10)
+        for i in range(8)
+    )
+    err = _error(lol + b"]><Response><Say>&i;</Say></Response>")
+    assert err.reason is Reason.PARSE_ERROR
+
+
+def test_syntax_error_carries_line_and_column() -> None:
+    err = _error(b"<Response>\n  <Say>hi</Say>\n  <Gather><Say>x</Gather>\n</Response>")
+    finding = err.findings[0]
+    assert finding.code == "12100"
+    assert finding.line == 3
+    assert finding.column is not None and finding.column > 1
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n", b"not xml", b"\xff\xfe\x00garbage", b"<Response>"])
+def test_unparsable_bodies_are_parse_errors(body: bytes) -> None:
+    err = _error(body)
+    assert err.reason is Reason.PARSE_ERROR
+    assert err.findings[0].line is not None
+
+
+def test_root_must_be_response() -> None:
+    err = _error(b'<?xml version="1.0"?>\n<Respons><Say>x</Say></Respons>')
+    assert err.findings[0].code == "12100"
+    assert err.findings[0].pointer == "/Respons"
+    assert (err.findings[0].line, err.findings[0].column) == (2, 1)
+
+
+def test_size_limit() -> None:
+    err = _error(b"<Response>" + b" " * MAX_DOCUMENT_BYTES + b"</Response>")
+    assert err.reason is Reason.LIMIT_EXCEEDED
+
+
+def test_depth_limit() -> None:
+    deep = "<Say>" * MAX_ELEMENT_DEPTH + "x" + "</Say>" * MAX_ELEMENT_DEPTH
+    err = _error(f"<Response>{deep}</Response>".encode())
+    assert err.reason is Reason.LIMIT_EXCEEDED
+    assert err.findings[0].code == "nesting-depth"
+
+
+def test_non_ascii_text_and_declared_encodings() -> None:
+    utf8 = parse_document("<Response><Say>café</Say></Response>".encode())
+    assert utf8.root[0].text == "café"
+    latin = parse_document(
+        '<?xml version="1.0" encoding="ISO-8859-1"?><Response><Say>caf\xe9</Say></Response>'.encode("latin-1")
+    )
+    assert latin.root[0].text == "café"
+    utf16 = parse_document(
+        '<?xml version="1.0" encoding="UTF-16"?><Response><Say>é</Say></Response>'.encode("utf-16")
+    )
+    assert utf16.root[0].text == "é"
+
+
+def test_comments_are_dropped() -> None:
+    doc = parse_document(b"<Response><!-- a --><Say>x</Say><?pi x?></Response>")
+    assert [child.tag for child in doc.root] == ["Say"]
+
+
+def test_locator_columns_on_one_line() -> None:
+    doc = parse_document(
+        b'<Response><Say>a</Say><!-- <Say> --><![CDATA[<x>]]><Say a="&gt;">b</Say></Response>'
+    )
+    second = doc.root[1]
+    assert doc.locator.pointer(second) == "/Response/Say[2]"
+    assert doc.locator.position(second) == (1, 52)  # 10 + 12 + 14 + 15 characters precede it
+
+
+def test_locator_skips_byte_order_mark() -> None:
+    doc = parse_document(b"\xef\xbb\xbf<Response><Say>a</Say></Response>")
+    assert doc.locator.position(doc.root[0]) == (1, 11)
+
+
+def test_start_tag_scan() -> None:
+    assert start_tag_offsets("<a><?p?><!--<b>--><c/></a>") == [0, 18]
