@@ -1,0 +1,201 @@
+"""The fixed inputs every benchmark shares: a Kazoo-shaped pivot_req and the developer's two answers.
+
+One source for the message and the documents, so the bare pipelines, the real worker, the
+micro-benchmarks and the HTTP client comparison all work on the same bytes. The pivot_req has the
+shape of kazoo-wire.md 2.6 (about 2.4 KB): a full serialized ``Call`` with channel variables, the
+key-value store holding the calling flow, and a ``Controller-Queue`` in Kazoo's ``pid://`` form.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+
+KAZOO_PATH = "/kazoo"
+TWIML_PATH = "/twiml"
+
+# About 400 bytes: Say, Gather with a nested Say, then Redirect (what limits.md measured).
+TWIML_DOCUMENT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b"<Response>\n"
+    b'  <Say voice="woman" language="en-US">Thank you for calling the example company, Alice.</Say>\n'
+    b'  <Gather action="/twiml/menu" method="GET" numDigits="1" timeout="5">\n'
+    b'    <Say voice="woman" language="en-US">'
+    b"For sales press 1, for support press 2, for billing press 3.</Say>\n"
+    b"  </Gather>\n"
+    b'  <Redirect method="GET">/twiml</Redirect>\n'
+    b"</Response>\n"
+)
+
+
+def kazoo_flow(base_url: str) -> dict[str, Any]:
+    """The Kazoo callflow the developer server answers on ``/kazoo``: tts -> collect_dtmf -> pivot.
+
+    The same three steps as the TwiML document, so both answers lead to comparable work.
+    """
+    return {
+        "module": "tts",
+        "data": {"text": "Thank you for calling the example company.", "language": "en-US"},
+        "children": {
+            "_": {
+                "module": "collect_dtmf",
+                "data": {"collection_name": "menu", "max_digits": 1, "timeout": 5000},
+                "children": {
+                    "_": {
+                        "module": "pivot",
+                        "data": {
+                            "voice_url": base_url + KAZOO_PATH + "/menu",
+                            "method": "get",
+                            "req_format": "kazoo",
+                        },
+                        "children": {},
+                    }
+                },
+            }
+        },
+    }
+
+
+def kazoo_document(base_url: str) -> bytes:
+    return orjson.dumps(kazoo_flow(base_url))
+
+
+_CALL: dict[str, Any] = {
+    "Account-DB": "account%2F3a%2F1b%2F2c4d5e6f708192a3b4c5d6e7f8091a",
+    "Account-ID": "3a1b2c4d5e6f708192a3b4c5d6e7f8091a",
+    "Authorizing-ID": "9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
+    "Authorizing-Type": "device",
+    "Call-Bridged": False,
+    "Call-Direction": "inbound",
+    "Call-ID": "4f6c1e2a-93b1-123d-77aa-00163e0a0b0c",
+    "Callee-ID-Number": "2000",
+    "Caller-ID-Name": "Alice",
+    "Caller-ID-Number": "1001",
+    "Control-Queue": "ecallmgr@fs1.example.com-<0.8812.0>-6f1a2b3c",
+    "Controller-Queue": "pid://<0.1.0>/callflow_route_1",
+    "Custom-Application-Vars": {"campaign": "spring-2026"},
+    "Custom-Channel-Vars": {
+        "Account-ID": "3a1b2c4d5e6f708192a3b4c5d6e7f8091a",
+        "Authorizing-ID": "9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
+        "Authorizing-Type": "device",
+        "Call-Interaction-ID": "63856295847-8a7d3f1c",
+        "CallFlow-ID": "c0ffee00c0ffee00c0ffee00c0ffee00",
+        "Fetch-ID": "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90",
+        "Owner-ID": "6d2f0c1b2a3948576a5b4c3d2e1f0a9b",
+        "Realm": "sip.example.com",
+        "Username": "user_alice",
+    },
+    "Custom-SIP-Headers": {"X-Tenant-Ref": "example-company-eu1"},
+    "Fetch-ID": "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90",
+    "From": "1001@sip.example.com",
+    "From-Realm": "sip.example.com",
+    "From-Tag": "8kR3cX5v",
+    "From-User": "1001",
+    "Inception": "onnet",
+    "Is-Call-Forward": False,
+    "Is-Recording": False,
+    "Key-Value-Store": {
+        "cf_capture_groups": {},
+        "cf_flow": {
+            "module": "pivot",
+            "data": {
+                "voice_url": "https://ivr.example.com/pivot/start",
+                "req_format": "kazoo",
+                "method": "get",
+                "debug": False,
+            },
+            "children": {},
+        },
+        "cf_flow_id": "c0ffee00c0ffee00c0ffee00c0ffee00",
+        "cf_flow_name": "2000",
+        "cf_last_action": "cf_pivot",
+        "cf_no_match": False,
+        "context-source": "cf_pivot",
+        "dtmf_collections": {"default": "42"},
+    },
+    "Language": "en-us",
+    "Message-Left": False,
+    "Owner-ID": "6d2f0c1b2a3948576a5b4c3d2e1f0a9b",
+    "Request": "2000@sip.example.com",
+    "Request-Realm": "sip.example.com",
+    "Request-User": "2000",
+    "Resource-Type": "audio",
+    "Switch-Hostname": "fs1.example.com",
+    "Switch-Nodename": "freeswitch@fs1.example.com",
+    "Switch-URI": "sip:10.0.0.5:5060",
+    "Switch-URL": "sip:mod_sofia@10.0.0.5:11000",
+    "To": "2000@sip.example.com",
+    "To-Realm": "sip.example.com",
+    "To-User": "2000",
+}
+
+_REQUEST: dict[str, Any] = {
+    "App-Name": "callflow",
+    "App-Version": "4.0.0",
+    "Event-Category": "dialplan",
+    "Event-Name": "pivot_req",
+    "Msg-ID": "0f3c9b1e6a4d4e2b9c0a7d5e3f1a2b4c",
+    "Node": "kazoo_apps@apps1.example.com",
+    "Voice-URI": "https://ivr.example.com/pivot/start",
+    "CDR-URI": "https://ivr.example.com/pivot/cdr",
+    "HTTP-Method": "get",
+    "Request-Format": "kazoo",
+    "Request-Timeout": 4000,
+    "Debug": False,
+}
+
+
+def call(call_id: str | None = None, controller_queue: str | None = None) -> dict[str, Any]:
+    """A fresh copy of the serialized ``Call`` (kazoo-wire.md 2.3), optionally with its own ids."""
+    out = copy.deepcopy(_CALL)
+    if call_id is not None:
+        out["Call-ID"] = call_id
+    if controller_queue is not None:
+        out["Controller-Queue"] = controller_queue
+    return out
+
+
+def pivot_req(
+    voice_uri: str,
+    request_format: str,
+    call_id: str | None = None,
+    controller_queue: str | None = None,
+    msg_id: str | None = None,
+) -> dict[str, Any]:
+    """A complete pivot_req asking for ``voice_uri`` with ``request_format`` (``kazoo`` or ``twiml``)."""
+    msg = copy.deepcopy(_REQUEST)
+    msg["Voice-URI"] = voice_uri
+    msg["Request-Format"] = request_format
+    if msg_id is not None:
+        msg["Msg-ID"] = msg_id
+    msg["Call"] = call(call_id, controller_queue)
+    return msg
+
+
+def controller_queue(reply_queue: str) -> str:
+    """Kazoo's ``pid://<pid>/<queue>`` form of a reply queue name (kazoo-wire.md 1.4)."""
+    return f"pid://<0.1.0>/{reply_queue}"
+
+
+class RequestFactory:
+    """Cheap bodies for many requests: one template, only the ids change per message.
+
+    Builds each body with one ``orjson.dumps`` of a two-level shallow copy, so a load driver can
+    produce thousands per second without deep copies.
+    """
+
+    def __init__(self, voice_uri: str, request_format: str, call_id_prefix: str, reply_queue: str) -> None:
+        self._template = pivot_req(voice_uri, request_format, controller_queue=controller_queue(reply_queue))
+        self._call = self._template["Call"]
+        self.prefix = call_id_prefix
+
+    def call_id(self, seq: int) -> str:
+        return f"{self.prefix}-{seq:08d}"
+
+    def body(self, seq: int) -> bytes:
+        msg = dict(self._template)
+        msg["Msg-ID"] = f"{seq:032x}"
+        msg["Call"] = {**self._call, "Call-ID": self.call_id(seq)}
+        return orjson.dumps(msg)
