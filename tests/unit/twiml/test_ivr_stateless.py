@@ -27,7 +27,7 @@ SERVER: dict[str, bytes] = {
         <Say>Leave your message after the beep.</Say>
         <Record action="/voicemail/saved" maxLength="60"/>
     </Response>""",
-    "https://ivr.example.com/voicemail/saved": b"<Response><Say>Thank you. Goodbye.</Say><Hangup/></Response>",
+    "https://ivr.example.com/voicemail/saved": b"<Response><Say>Thanks. Goodbye.</Say><Hangup/></Response>",
 }
 
 
