@@ -35,6 +35,7 @@ DEBUG_PATH = "/v2/accounts/{account_id}/pivot/debug"
 DEBUG_ID = re.compile(r"(\d{4})(\d{2})-(.+)", re.DOTALL)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 KEY_SLOTS = 1_000_000 * 1000  # order-key units per second (microseconds x seq slots)
+MAX_KEY = 2**63 - 1
 
 
 @dataclass
@@ -176,7 +177,9 @@ def _record(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _key_of(gregorian_s: int, *, end: bool = False) -> int:
-    return (gregorian_to_unix(gregorian_s) + (1 if end else 0)) * KEY_SLOTS - (1 if end else 0)
+    """The order key at the start (or end) of a Gregorian second, clamped to a 64-bit column."""
+    key = (gregorian_to_unix(gregorian_s) + (1 if end else 0)) * KEY_SLOTS - (1 if end else 0)
+    return min(max(key, 0), MAX_KEY)
 
 
 async def list_calls(request: web.Request) -> web.Response:

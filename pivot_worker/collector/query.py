@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
+from multidict import MultiMapping
 
 from ..debug.gregorian import unix_to_gregorian
 
@@ -129,7 +130,22 @@ def time_range(params: Mapping[str, str], *, now: float | None = None, limited: 
     return TimeRange(created_from, created_to)
 
 
-def list_query(params: Mapping[str, str], *, now: float | None = None) -> ListQuery:
+LIST_PARAMETERS = (
+    "created_from", "created_to", "page_size", "start_key", "paginate", "ascending", "descending", "failed",
+)  # fmt: skip
+READ_PARAMETERS = ("created_from", "created_to")
+
+
+def reject_repeats(params: MultiMapping[str], names: tuple[str, ...]) -> None:
+    """A parameter we read must appear once: which of two values was meant is anyone's guess."""
+    for name in names:
+        values = params.getall(name, [])
+        if len(values) > 1:
+            raise BadParameter(name, "repeated", "must be given at most once", values)
+
+
+def list_query(params: MultiMapping[str], *, now: float | None = None) -> ListQuery:
+    reject_repeats(params, LIST_PARAMETERS)
     rng = time_range(params, now=now)
     paginate = _boolean(params, "paginate", True)
     page_size: int | None = None
@@ -148,7 +164,7 @@ def list_query(params: Mapping[str, str], *, now: float | None = None) -> ListQu
     start_key = params.get("start_key")
     start = decode_start_key(start_key) if start_key is not None else None
     ascending = _boolean(params, "ascending", False)
-    if ascending and _boolean(params, "descending", False):
+    if _boolean(params, "descending", False) and ascending:
         raise BadParameter("ascending", "conflict", "ascending and descending cannot both be true", "true")
     descending = not ascending
     return ListQuery(
@@ -161,8 +177,9 @@ def list_query(params: Mapping[str, str], *, now: float | None = None) -> ListQu
     )
 
 
-def read_range(params: Mapping[str, str]) -> TimeRange | None:
+def read_range(params: MultiMapping[str]) -> TimeRange | None:
     """Optional bounds for the per-call endpoint; None when neither bound is given."""
+    reject_repeats(params, READ_PARAMETERS)
     if "created_from" not in params and "created_to" not in params:
         return None
     return time_range(params, limited=False)

@@ -212,6 +212,7 @@ async def test_failed_filter_and_error_flags(api: str, store: Store, http: aioht
         ({"failed": "maybe"}, "failed", "type"),
         ({"paginate": "perhaps"}, "paginate", "type"),
         ({"ascending": "true", "descending": "true"}, "ascending", "conflict"),
+        ({"descending": "null"}, "descending", "type"),
     ],
 )
 async def test_bad_parameters_get_a_400_naming_them(
@@ -223,6 +224,19 @@ async def test_bad_parameters_get_a_400_naming_them(
     assert list(body["data"]) == [parameter]
     assert list(body["data"][parameter]) == [code]
     assert body["data"][parameter][code]["message"]
+
+
+async def test_a_parameter_given_twice_is_refused(
+    api: str, store: Store, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(
+        f"{_list_url(api)}?page_size=1&page_size=2", headers={"X-Auth-Token": TOKEN_A}
+    ) as resp:
+        body = orjson.loads(await resp.read())
+    assert resp.status == 400
+    assert body["data"] == {
+        "page_size": {"repeated": {"message": "must be given at most once", "cause": ["1", "2"]}}
+    }
 
 
 async def test_unknown_paths_and_methods_answer_in_envelopes(
