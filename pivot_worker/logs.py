@@ -6,12 +6,17 @@ import logging
 import sys
 
 
+LIFECYCLE = "pivot_worker.lifecycle"
+
+
 def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Start-up and shutdown summaries stay visible at any level: they are rare and say what runs.
+    logging.getLogger(LIFECYCLE).setLevel(logging.INFO)
     # aio-pika/aiormq log every reconnect attempt at length; keep their warnings, drop their chatter.
     for noisy in ("aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -23,6 +23,7 @@ from . import amqp_compat, callflow
 from .bus import Bus
 from .errors import Reason
 from .fetch import Fetcher
+from .logs import LIFECYCLE
 from .metrics import WorkerMetrics
 from .pipeline import Decision, Pipeline
 from .settings import Settings, redact_url
@@ -30,6 +31,10 @@ from .trace import DebugSink, NullDebugSink, Outcome
 
 logger = logging.getLogger(__name__)
 request_log = logging.getLogger("pivot_worker.requests")
+lifecycle_log = logging.getLogger(LIFECYCLE)
+
+# aio-pika waits 5 s between reconnect attempts by default; a caller cannot wait that long.
+RECONNECT_INTERVAL_S = 0.5
 
 
 class Worker:
@@ -71,7 +76,7 @@ class Worker:
             self.metrics.serve(self.settings.metrics_listen)
         self._consumer_tag = await queue.consume(self._on_message)
         self.ready.set()
-        logger.info(
+        lifecycle_log.info(
             "consuming %s on %s (prefetch %d, node %s)",
             self.settings.queue,
             redact_url(self.settings.amqp_url),
@@ -98,7 +103,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.connection.close()
         c = self.counts
-        logger.info(
+        lifecycle_log.info(
             "shutdown on %s: %d ok, %d failed, %d dead-lettered, %d requeued, %d in flight",
             why,
             c["success"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +111,39 @@ async def test_requests_left_after_the_grace_period_are_requeued_for_another_wor
         await assert_each_answered_once(sides)
     finally:
         second.stop()
+
+
+def _close_broker_connection(node: str) -> None:
+    """Have RabbitMQ drop the worker's connection, as a broker restart or network cut would."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    pids = [line.split("\t", 1)[0] for line in listing.splitlines() if f"pivot-worker {node}" in line]
+    assert len(pids) == 1, listing
+    subprocess.run(
+        ["rabbitmqctl", "-q", "close_connection", pids[0], "test: broker went away"],
+        check=True,
+        timeout=30,
+        capture_output=True,
+    )
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl to drop a connection")
+async def test_worker_reconnects_after_losing_the_broker_connection(
+    amqp_url: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+) -> None:
+    url = dev.answer("/again", TTS)
+    worker = WorkerProcess(worker_env(amqp_url, own_queue), tmp_path / "w.log", "reconnector").start()
+    try:
+        before = await publish_calls(kazoo, url, 1)
+        await assert_each_answered_once(before)
+        await asyncio.to_thread(_close_broker_connection, "reconnector@test")
+        after = await publish_calls(kazoo, url, 3)
+        await assert_each_answered_once(after, timeout=10.0)
+        await assert_each_answered_once(before)  # nothing answered twice
+    finally:
+        worker.stop()

@@ -28,6 +28,7 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
+                self.kill()
                 raise RuntimeError(f"worker {self.name} did not start in {timeout}s:\n{self.log()}")
             time.sleep(0.05)
         return self
