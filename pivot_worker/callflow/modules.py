@@ -57,6 +57,60 @@ SUPPORTED_MODULES: frozenset[str] = frozenset(
     }
 )
 
+#: Modules Kazoo's callflow app has a schema for, but whose ``data`` we do not restate. A flow
+#: Kazoo accepts must not be refused here, so these pass with only the node-level checks
+#: (``data`` must be an object); Kazoo then validates and defaults their ``data`` itself.
+PASS_THROUGH_MODULES: frozenset[str] = frozenset(
+    {
+        "acdc_agent",
+        "acdc_member",
+        "acdc_queue",
+        "acdc_wait_time",
+        "after_bridge",
+        "audio_macro",
+        "branch_bnumber",
+        "call_forward",
+        "call_waiting",
+        "camping_feature",
+        "check_cid",
+        "cidlistmatch",
+        "conference_feature",
+        "directory",
+        "disa",
+        "do_not_disturb",
+        "dynamic_cid",
+        "eavesdrop",
+        "eavesdrop_feature",
+        "edr",
+        "fax_detect",
+        "faxbox",
+        "function",
+        "group",
+        "group_pickup",
+        "group_pickup_feature",
+        "hotdesk",
+        "intercept",
+        "intercept_feature",
+        "intercom",
+        "lookupcidname",
+        "missed_call_alert",
+        "move",
+        "nomorobo",
+        "notification",
+        "page_group",
+        "park",
+        "prepend_cid",
+        "privacy",
+        "receive_fax",
+        "ring_group_toggle",
+        "route_to_cid",
+        "set_alert_info",
+        "skel",
+        "temporal_route",
+        "transfer",
+    }
+)
+
 _compiled: dict[str, DataValidator] = {}
 
 

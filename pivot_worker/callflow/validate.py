@@ -20,7 +20,7 @@ import fastjsonschema
 from ..errors import Finding, Reason, TranslationError
 from ..schemas.wording import describe, shown
 from .collect import collect, escape, slow_validator
-from .modules import SUPPORTED_MODULES, data_validator
+from .modules import PASS_THROUGH_MODULES, SUPPORTED_MODULES, data_validator
 
 MODULE_MIN_LENGTH = 1
 MODULE_MAX_LENGTH = 64
@@ -117,7 +117,7 @@ def _check_node(node: dict[str, Any], link: _Link, findings: list[Finding]) -> N
     if not isinstance(data, dict):
         code, message = describe("type", "object", data)
         findings.append(Finding(code, message, f"{pointer}/data"))
-    if known is not None and validator is None:
+    if known is not None and validator is None and known not in PASS_THROUGH_MODULES:
         findings.append(
             Finding(
                 "unknown_module",

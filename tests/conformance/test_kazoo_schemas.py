@@ -324,3 +324,15 @@ def _our_verdict(flow: dict[str, Any]) -> tuple[dict[str, Any] | None, Translati
         return validate_flow(copy.deepcopy(flow)), None
     except TranslationError as exc:
         return None, exc
+
+
+def test_every_kazoo_callflow_module_is_either_validated_or_passed_through() -> None:
+    from pivot_worker.callflow.modules import PASS_THROUGH_MODULES
+
+    kazoo = {
+        p.name[len("callflows.") : -len(".json")]
+        for p in kazoo_schemas_dir().glob("callflows.*.json")
+        if p.name.count(".") == 2
+    } - {"action"}
+    assert not (SUPPORTED_MODULES & PASS_THROUGH_MODULES)
+    assert kazoo - SUPPORTED_MODULES == PASS_THROUGH_MODULES

@@ -325,3 +325,11 @@ def test_prepare_compiles_every_module_up_front() -> None:
     for module in SUPPORTED_MODULES:
         assert data_validator(module) is not None
         assert slow_validator(module) is not None
+
+
+def test_kazoo_modules_we_do_not_restate_pass_with_node_level_checks() -> None:
+    flow = validate_flow({"module": "park", "data": {"action": "park"}, "children": {}})
+    assert flow["data"] == {"action": "park"}
+    with pytest.raises(TranslationError) as info:
+        validate_flow({"module": "park", "data": "slot 1"})
+    assert [f.pointer for f in info.value.findings] == ["/data"]
