@@ -18,8 +18,9 @@ MAX_ELEMENT_DEPTH = 12
 MAX_VERBS = 100
 """Verbs and nouns counted over the whole document, nested ones included."""
 
-MAX_FLOW_NODES = 100
-"""Callflow nodes emitted for one document (a ``Say`` with ``loop="3"`` emits three)."""
+MAX_FLOW_NODES = 60
+"""Callflow nodes emitted for one document (a ``Say`` with ``loop="3"`` emits three); keeps a
+chain within the 64 levels the flow validator (and Kazoo's own nesting) accept."""
 
 MAX_SAY_CHARS = 4096
 """Characters of text in one ``Say`` after whitespace is collapsed (Twilio's own bound)."""

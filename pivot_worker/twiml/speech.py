@@ -57,6 +57,8 @@ def _language(element: etree._Element, st: State) -> str:
 
 def _chunks(text: str) -> list[str]:
     """Split at spaces into pieces of at most :data:`TTS_NODE_CHARS` (Kazoo's tts text limit)."""
+    if len(text) <= TTS_NODE_CHARS:
+        return [text]
     pieces: list[str] = []
     while len(text) > TTS_NODE_CHARS:
         cut = text.rfind(" ", 0, TTS_NODE_CHARS + 1)
@@ -75,7 +77,8 @@ def say(element: etree._Element, st: State, *, in_gather: bool = False, barge_in
         st.warn(
             element, "kazoo-unsupported", "SSML is not available on Kazoo's TTS: its text is spoken plainly"
         )
-    text = _SPACES.sub(" ", "".join(str(t) for t in element.itertext())).strip()
+    raw = element.text or "" if len(element) == 0 else "".join(str(t) for t in element.itertext())
+    text = " ".join(raw.split())
     if not text:
         st.warn(element, "13520", "<Say> has no text to speak; it is skipped")
         return []

@@ -8,6 +8,7 @@ strings, without normalising or re-escaping anything else, so the developer's by
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ..errors import PivotError, Reason
@@ -19,6 +20,7 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 
 
+@functools.lru_cache(maxsize=512)
 def _split(uri: str) -> tuple[str | None, str | None, str, str | None, str | None]:
     match = _URI.match(uri)
     assert match is not None  # the pattern matches every string
@@ -31,6 +33,8 @@ def _split(uri: str) -> tuple[str | None, str | None, str, str | None, str | Non
 
 def remove_dot_segments(path: str) -> str:
     """RFC 3986 5.2.4."""
+    if "." not in path:
+        return path  # no dot segment possible
     output: list[str] = []
     rest = path
     while rest:
