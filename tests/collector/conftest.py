@@ -96,8 +96,8 @@ async def api(store: Store, tokens_file: Path) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    async with aiohttp.ClientSession() as client:
+        yield client
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

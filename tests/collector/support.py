@@ -1,4 +1,4 @@
-"""Builders shared by the collector tests: traces, events, a running API, HTTP helpers."""
+"""Builders shared by the collector tests: traces, events, a running API, HTTP calls."""
 
 from __future__ import annotations
 
@@ -85,9 +85,9 @@ def events_of(trace: PivotTrace, redact: tuple[str, ...] = ()) -> list[dict[str,
 
 
 async def get_json(
-    session: aiohttp.ClientSession, url: str, token: str | None, **params: Any
+    client: aiohttp.ClientSession, url: str, token: str | None, **params: Any
 ) -> tuple[int, dict[str, Any]]:
     headers = {"X-Auth-Token": token} if token is not None else {}
     query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
-    async with session.get(url, headers=headers, params=query) as resp:
+    async with client.get(url, headers=headers, params=query) as resp:
         return resp.status, orjson.loads(await resp.read())

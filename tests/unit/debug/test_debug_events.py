@@ -199,7 +199,7 @@ def test_routing_key(account: str | None, key: str) -> None:
     assert debug_routing_key(account) == key
 
 
-def test_gregorian_helpers_match_kazoo() -> None:
+def test_gregorian_conversions_match_kazoo() -> None:
     assert unix_to_gregorian(0) == 62_167_219_200
     assert month_prefix(unix_to_gregorian(RECEIVED)) == "202403"
     start, end = month_bounds(2024, 12)

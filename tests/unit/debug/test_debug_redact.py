@@ -20,7 +20,7 @@ def redactor() -> Redactor:
         ("authorization", "Bearer eyJhbGciOi", f"Bearer {MASK}"),
         ("Proxy-Authorization", "Digest username=x, response=y", f"Digest {MASK}"),
         ("Authorization", "opaque-token-without-scheme", MASK),
-        ("Cookie", "session=abc123; theme=Dark", f"session={MASK}; theme={MASK}"),
+        ("Cookie", "sid=abc123; theme=Dark", f"sid={MASK}; theme={MASK}"),
         ("Set-Cookie", "sid=XyZ; Path=/; HttpOnly", f"sid={MASK}; Path=/; HttpOnly"),
         ("X-Request-Id", "AbC-123-DeF", "AbC-123-DeF"),
         ("Content-Type", "Text/XML; Charset=UTF-8", "Text/XML; Charset=UTF-8"),
