@@ -112,8 +112,14 @@ def resolve_http_url(base: str, reference: str, *, what: str) -> str:
     """Resolve ``reference`` and require an absolute ``http``/``https`` URL with a host.
 
     Raises :class:`PivotError` with reason ``invalid_url`` otherwise; ``what`` names the
-    attribute or element in the message.
+    attribute or element in the message. Results are cached: a worker sees the same document
+    URLs and references over and over.
     """
+    return _resolve_http_url(base, reference, what)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolve_http_url(base: str, reference: str, what: str) -> str:
     text = reference.strip()
     if not text:
         raise PivotError(f"{what}: the URL is empty", reason=Reason.INVALID_URL)
