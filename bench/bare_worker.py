@@ -40,6 +40,7 @@ from lxml import etree
 from pivot_worker import amqp_compat
 from pivot_worker.names import encode_key_part
 
+DTMF_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#")
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 JSON = "application/json"
 NODE = f"bare_worker@{os.uname().nodename}"
@@ -103,11 +104,13 @@ def twiml_params(call: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _say(element: etree._Element) -> dict[str, Any]:
-    data: dict[str, Any] = {"text": (element.text or "").strip()}
-    if element.get("language"):
-        data["language"] = element.get("language")
-    data["voice"] = "male" if element.get("voice") == "man" else "female"
+def _say(element: etree._Element, in_gather: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "text": (element.text or "").strip(),
+        "voice": "male" if element.get("voice") == "man" else "female",
+        "language": (element.get("language") or "en-US").lower(),
+        "terminators": list(DTMF_KEYS) if in_gather else [],
+    }
     return {"module": "tts", "data": data}
 
 
@@ -116,8 +119,9 @@ def twiml_flow(root: etree._Element, document_url: str) -> dict[str, Any]:
 
     Same shape the translator gives such a document: ``tts``; for ``<Gather>`` a discarding
     ``collect_dtmf``, the nested prompts, the collecting ``collect_dtmf`` and a ``pivot`` to the
-    action; ``<Redirect>`` a ``pivot``. Nodes are chained through their ``_`` child; a Gather or a
-    Redirect ends the chain (what follows travels with the next request).
+    action, then ``hangup``; ``<Redirect>`` a ``pivot``. Nodes are chained through their ``_``
+    child; a Gather or a Redirect ends the chain. Not modelled: the signed continuation token the
+    translator adds to the action URL (the verbs after the Gather), which is the worker's design.
     """
     nodes: list[dict[str, Any]] = []
     for element in root:
@@ -128,10 +132,16 @@ def twiml_flow(root: etree._Element, document_url: str) -> dict[str, Any]:
             nodes.append(
                 {
                     "module": "collect_dtmf",
-                    "data": {"collection_name": "pivot_discard", "max_digits": 1, "timeout": 1},
+                    "data": {
+                        "collection_name": "pivot_discard",
+                        "max_digits": 1,
+                        "timeout": 1,
+                        "interdigit_timeout": 1,
+                        "terminator": "#",
+                    },
                 }
             )
-            nodes.extend(_say(child) for child in element if child.tag == "Say")
+            nodes.extend(_say(child, in_gather=True) for child in element if child.tag == "Say")
             timeout_ms = int(element.get("timeout") or 5) * 1000
             nodes.append(
                 {
@@ -146,6 +156,7 @@ def twiml_flow(root: etree._Element, document_url: str) -> dict[str, Any]:
                 }
             )
             nodes.append(_pivot(urljoin(document_url, element.get("action") or ""), element))
+            nodes.append({"module": "hangup", "data": {}})
             break
         elif tag == "Redirect":
             nodes.append(_pivot(urljoin(document_url, (element.text or "").strip()), element))
@@ -159,7 +170,14 @@ def twiml_flow(root: etree._Element, document_url: str) -> dict[str, Any]:
 
 def _pivot(url: str, element: etree._Element) -> dict[str, Any]:
     method = (element.get("method") or "POST").lower()
-    return {"module": "pivot", "data": {"voice_url": url, "method": method, "req_format": "twiml"}}
+    data = {
+        "voice_url": url,
+        "method": method,
+        "req_format": "twiml",
+        "req_body_format": "form",
+        "debug": False,
+    }
+    return {"module": "pivot", "data": data}
 
 
 class BareWorker:

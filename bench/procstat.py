@@ -31,6 +31,17 @@ def cpu_ns(pid: int) -> int | None:
     return total
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all processors have spent busy since boot (``/proc/stat``, tick resolution).
+
+    Compared with the sum of the measured processes over the same window, it shows how much CPU
+    something else on the machine took: the "other" load that makes a run unrepresentative.
+    """
+    fields = (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def find_broker_pid() -> int | None:
     """The RabbitMQ node's ``beam.smp`` process, or ``None`` when it cannot be found."""
     candidates: list[int] = []
@@ -50,9 +61,10 @@ def find_broker_pid() -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """CPU nanoseconds per named process at one instant (absent when unreadable)."""
+    """CPU nanoseconds per named process at one instant (absent when unreadable), and the machine's."""
 
     ns: dict[str, int]
+    machine_s: float
 
     @classmethod
     def take(cls, pids: dict[str, int]) -> Snapshot:
@@ -61,7 +73,12 @@ class Snapshot:
             value = cpu_ns(pid)
             if value is not None:
                 out[name] = value
-        return cls(out)
+        return cls(out, machine_busy_s())
+
+    def other_s(self, earlier: Snapshot) -> float:
+        """CPU seconds used by processes not in the snapshot since ``earlier`` (never negative)."""
+        ours = sum(self.since(earlier).values())
+        return max(0.0, self.machine_s - earlier.machine_s - ours)
 
     def since(self, earlier: Snapshot) -> dict[str, float]:
         """CPU seconds used by each process between ``earlier`` and this snapshot."""

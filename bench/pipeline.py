@@ -1,0 +1,590 @@
+"""The pipeline benchmark of issue 5: bare reference, real worker and per-call-queue model, side by side.
+
+``python bench/pipeline.py [--quick] [--json OUT]`` from the repository root, with RabbitMQ on
+127.0.0.1. One run starts a developer server (:mod:`bench.devserver`) and a load driver
+(:mod:`bench.loadgen`), each in its own process, then for every repetition and every variant:
+
+1. starts one worker process on a fresh queue and waits until it consumes;
+2. **throughput**, per answer format: pauses the workers (SIGSTOP), prefills N pivot_req, resumes
+   them (SIGCONT) and times until a sink queue on ``callevt`` holds N ``CHANNEL_PIVOT``; CPU of
+   every process (workers, broker ``beam.smp``, server, driver) is read from ``/proc`` around
+   exactly that window;
+3. **latency**, per format and offered rate (100 and 500 req/s, open loop): publish -> CHANNEL_PIVOT
+   received, p50/p90/p99, with CPU over the measured window. A rate above 80% of the variant's own
+   1-process throughput is skipped: the queue would only grow;
+4. starts a second process and measures throughput again; stops both, deletes the queue.
+
+The three variants: ``bare`` (:mod:`bench.bare_worker`), ``worker`` (``python -m pivot_worker run``
+exactly as users run it) and ``per_call`` (``bare_worker.py --per-call-queue``). It prints one table,
+the ratios and issue 5's four targets, and writes everything (every run, medians, ratios, targets,
+machine and versions) as JSON, by default to ``bench/results/pipeline-<timestamp>.json`` with the
+processes' logs next to it. Every process it starts is stopped at the end (also on Ctrl-C or
+error) and every queue it created is deleted. Only loopback addresses are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+if __package__ in (None, ""):
+    import _bootstrap  # noqa: F401
+
+import orjson
+import uvloop
+
+from bench import report
+from bench.broker import BrokerControl
+from bench.procs import Child, Children
+from bench.procstat import Snapshot, find_broker_pid
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+VARIANTS = ("bare", "worker", "per_call")
+FORMATS = ("kazoo", "twiml")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+CAPACITY_MARGIN = 0.8
+POLL_S = 0.01
+STALL_S = 15.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure; ``FULL`` takes about 8-10 minutes, ``QUICK`` under a minute."""
+
+    reps: int
+    n: int  # requests per throughput run (bare and worker)
+    n_per_call: int  # the per-call-queue model is ~7x slower: fewer requests, similar duration
+    latency: tuple[tuple[int, float, float], ...]  # (offered req/s, warm-up s, measured s)
+    warmup: int  # requests through freshly started processes before anything is timed
+
+
+FULL = Plan(reps=3, n=10_000, n_per_call=1_200, latency=((100, 1.0, 10.0), (500, 0.5, 4.0)), warmup=1_000)
+QUICK = Plan(reps=1, n=2_500, n_per_call=300, latency=((100, 0.5, 2.0), (500, 0.3, 1.5)), warmup=300)
+
+
+class DriverClient:
+    """JSON lines to and from the load driver process."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+
+    async def read(self, timeout_s: float) -> dict[str, Any]:
+        stdout = self.child.process.stdout
+        assert stdout is not None
+        line = await asyncio.wait_for(stdout.readline(), timeout_s)
+        if not line:
+            raise RuntimeError(f"load driver exited:\n{self.child.log_tail()}")
+        result: dict[str, Any] = orjson.loads(line)
+        return result
+
+    async def request(
+        self,
+        cmd: dict[str, Any],
+        timeout_s: float,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        stdin = self.child.process.stdin
+        assert stdin is not None
+        stdin.write(orjson.dumps(cmd) + b"\n")
+        await stdin.drain()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            answer = await self.read(max(0.1, deadline - time.monotonic()))
+            if "event" in answer:
+                if on_event is not None:
+                    on_event(answer)
+                continue
+            if not answer.get("ok"):
+                raise RuntimeError(f"load driver: {answer.get('error')}")
+            return answer
+
+
+def _clean_env() -> dict[str, str]:
+    """The parent's environment without any ``PIVOT_*`` variable, so only ours reach a worker."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIVOT_")}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, plan: Plan, log_dir: Path) -> None:
+        self.args = args
+        self.plan = plan
+        self.run_id = secrets.token_hex(4)
+        self.children = Children(log_dir)
+        self.control = BrokerControl(args.amqp_url)
+        self.runs: list[dict[str, Any]] = []
+        self.queues: list[str] = []
+        self.base_url = ""
+        self.server: Child | None = None
+        self.driver: DriverClient | None = None
+        self.broker_pid: int | None = None
+        self.broker_version = ""
+        self._seq = 0
+        self._planned = len(args.variants) * plan.reps * len(args.formats) * (2 + len(plan.latency))
+
+    # -- set-up and tear-down -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.control.connect()
+        assert self.control.connection is not None
+        props = self.control.connection.transport.connection.server_properties
+        version = props.get("version", "")
+        self.broker_version = version.decode() if isinstance(version, bytes) else str(version)
+        self.broker_pid = find_broker_pid()
+        if self.broker_pid is None:
+            print("pipeline: beam.smp not found in /proc: broker CPU will not be reported", file=sys.stderr)
+        self.server = await self.children.spawn(
+            "devserver", [sys.executable, str(BENCH_DIR / "devserver.py")], stdout_pipe=True
+        )
+        assert self.server.process.stdout is not None
+        line = await asyncio.wait_for(self.server.process.stdout.readline(), 15)
+        if not line.startswith(b"READY "):
+            raise RuntimeError(f"developer server did not start:\n{self.server.log_tail()}")
+        self.base_url = line.split()[1].decode()
+        driver = await self.children.spawn(
+            "loadgen",
+            [sys.executable, str(BENCH_DIR / "loadgen.py"), self.args.amqp_url],
+            stdin_pipe=True,
+            stdout_pipe=True,
+        )
+        self.driver = DriverClient(driver)
+        ready = await self.driver.read(30)
+        if ready.get("event") != "ready":
+            raise RuntimeError(f"load driver did not start: {ready}")
+
+    async def close(self) -> None:
+        driver = self.driver
+        if driver is not None and driver.child.alive() and driver.child.process.stdin is not None:
+            with contextlib.suppress(Exception):
+                driver.child.process.stdin.write(b'{"cmd": "quit"}\n')
+        await self.children.stop_all()
+        with contextlib.suppress(Exception):
+            await self.control.delete(*self.queues)
+        with contextlib.suppress(Exception):
+            await self.control.close()
+
+    def _pids(self, workers: list[Child]) -> dict[str, int]:
+        pids = {f"worker{i + 1}": w.pid for i, w in enumerate(workers)}
+        if self.broker_pid is not None:
+            pids["broker"] = self.broker_pid
+        if self.server is not None:
+            pids["server"] = self.server.pid
+        if self.driver is not None:
+            pids["driver"] = self.driver.child.pid
+        pids["orchestrator"] = os.getpid()
+        return pids
+
+    @staticmethod
+    def _cpu(before: Snapshot, after: Snapshot, requests: int, seconds: float) -> dict[str, dict[str, float]]:
+        used = after.since(before)
+        grouped: dict[str, float] = {}
+        for name, cpu_s in used.items():
+            key = "worker" if name.startswith("worker") else name
+            grouped[key] = grouped.get(key, 0.0) + cpu_s
+        per_process = {name: cpu_s / seconds for name, cpu_s in used.items() if name.startswith("worker")}
+        return {
+            "cpu_us_per_req": {k: v * 1e6 / max(requests, 1) for k, v in grouped.items()},
+            "cores": {**{k: v / seconds for k, v in grouped.items()}, **per_process},
+            "other_cores": after.other_s(before) / seconds,
+        }
+
+    def _next_ids(self, label: str) -> tuple[str, str, str]:
+        self._seq += 1
+        stem = f"pivot-bench-{self.run_id}-{self._seq:03d}"
+        return f"pb{self.run_id}{self._seq:03d}-{label}", f"{stem}-sink", f"{stem}-replies"
+
+    async def _spawn_worker(self, variant: str, queue: str, index: int, rep: int) -> Child:
+        name = f"{variant}-r{rep}-p{index}"
+        if variant == "worker":
+            env = _clean_env() | {
+                "PIVOT_AMQP_URL": self.args.amqp_url,
+                "PIVOT_QUEUE": queue,
+                "PIVOT_ALLOW_NETWORKS": "127.0.0.0/8",
+                "PIVOT_PREFETCH": "50",
+                "PIVOT_CONTINUATION_KEY": "bench",
+                "PIVOT_LOG_LEVEL": "WARNING",
+            }
+            return await self.children.spawn(name, [sys.executable, "-m", "pivot_worker", "run"], env=env)
+        argv = [sys.executable, str(BENCH_DIR / "bare_worker.py"), "--queue", queue]
+        argv += ["--amqp-url", self.args.amqp_url, "--prefetch", "50"]
+        if variant == "per_call":
+            argv.append("--per-call-queue")
+        return await self.children.spawn(name, argv)
+
+    async def _wait_consumers(self, queue: str, workers: list[Child]) -> None:
+        def problem() -> str | None:
+            for w in workers:
+                if not w.alive():
+                    return f"{w.name} exited with {w.process.returncode}:\n{w.log_tail()}"
+            return None
+
+        await self.control.wait_consumers(queue, len(workers), 60, problem)
+
+    # -- measurements ---------------------------------------------------------------------------
+
+    def _voice_uri(self, fmt: str) -> str:
+        return f"{self.base_url}/{fmt}"
+
+    def _progress(self, run: dict[str, Any]) -> None:
+        done = len(self.runs)
+        what = f"{run['variant']:>8} {run['format']:<5}"
+        if run["kind"] == "throughput":
+            cpu = run.get("cpu_us_per_req", {})
+            text = (
+                f"{run['procs']}p throughput {run['req_per_s']:7.0f} req/s  "
+                f"worker {cpu.get('worker', 0):5.0f} µs/req  broker {cpu.get('broker', 0):5.0f} µs/req"
+            )
+            if run["failed"] or not run["valid"]:
+                text += f"  INCOMPLETE: {run['completed']}/{run['n']}, failed {run['failure_reasons']}"
+        elif run.get("skipped"):
+            text = f"latency @{run['rate']}/s skipped: {run['skipped']}"
+        else:
+            text = (
+                f"latency @{run['rate']}/s  p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  "
+                f"({run['samples']} samples, {run['lost']} lost)"
+            )
+        if "other_cores" in run:
+            text += f"  (other load {run['other_cores']:.2f} cores)"
+        print(f"[{done:3d}/{self._planned}] r{run['rep']} {what} {text}", file=sys.stderr, flush=True)
+
+    async def warm_up(self, variant: str, queue: str, workers: list[Child]) -> None:
+        """Push a few requests of each format through new processes (connections, caches), untimed."""
+        n = self.plan.warmup // (7 if variant == "per_call" else 1)
+        for fmt in self.args.formats:
+            await self.throughput(variant, fmt, queue, workers, 0, n=max(n, 20), record=False)
+
+    async def throughput(
+        self,
+        variant: str,
+        fmt: str,
+        queue: str,
+        workers: list[Child],
+        rep: int,
+        *,
+        n: int | None = None,
+        record: bool = True,
+    ) -> dict[str, Any]:
+        assert self.driver is not None
+        if n is None:
+            n = self.plan.n_per_call if variant == "per_call" else self.plan.n
+        prefix, sink, replies = self._next_ids(f"{variant}-{fmt}")
+        await self.control.counting_queues(sink, replies)
+        pids = self._pids(workers)
+        Children.pause(workers)
+        try:
+            prefill = await self.driver.request(
+                {
+                    "cmd": "prefill",
+                    "queue": queue,
+                    "n": n,
+                    "voice_uri": self._voice_uri(fmt),
+                    "format": fmt,
+                    "prefix": prefix,
+                    "reply_queue": replies,
+                },
+                timeout_s=120,
+            )
+            before = Snapshot.take(pids)
+            started = time.perf_counter()
+        finally:
+            Children.resume(workers)
+        done, answered = await self._wait_for_sink(sink, replies, n, workers)
+        elapsed = time.perf_counter() - started
+        after = Snapshot.take(pids)
+        failed, reasons = 0, Counter[str]()
+        if done < n:
+            for body in await self.control.drain_events(replies):
+                if body.get("Event-Name") == "failed":
+                    failed += 1
+                    reasons[str(body.get("Failure-Reason", "?"))] += 1
+        await self.control.delete(sink, replies)
+        run: dict[str, Any] = {
+            "variant": variant,
+            "format": fmt,
+            "kind": "throughput",
+            "procs": len(workers),
+            "rep": rep,
+            "n": n,
+            "completed": min(done, n),
+            "answered": answered,
+            "failed": failed,
+            "failure_reasons": dict(reasons),
+            "seconds": elapsed,
+            "req_per_s": min(done, n) / elapsed,
+            "prefill_s": prefill["seconds"],
+            "valid": done >= n,
+            **self._cpu(before, after, min(done, n), elapsed),
+        }
+        if record:
+            self.runs.append(run)
+            self._progress(run)
+        elif not run["valid"]:
+            raise RuntimeError(
+                f"warm-up of {variant} failed: {run['completed']}/{n}, {run['failure_reasons']}"
+            )
+        return run
+
+    async def _wait_for_sink(self, sink: str, replies: str, n: int, workers: list[Child]) -> tuple[int, int]:
+        """Poll until the sink holds ``n`` flows, or every request was answered (some failed), or stall."""
+        loop = asyncio.get_running_loop()
+        last_count, last_change = -1, loop.time()
+        answered = 0
+        while True:
+            state = await self.control.depth(sink)
+            count = state[0] if state else 0
+            now = loop.time()
+            if count >= n:
+                return count, n
+            if count != last_count:
+                last_count, last_change = count, now
+            elif now - last_change > 1.0:
+                replies_state = await self.control.depth(replies)
+                answered = replies_state[0] if replies_state else 0
+                if answered >= n or now - last_change > STALL_S:
+                    return count, answered
+                for w in workers:
+                    if not w.alive():
+                        raise RuntimeError(f"{w.name} exited with {w.process.returncode}:\n{w.log_tail()}")
+            await asyncio.sleep(POLL_S)
+
+    async def latency(
+        self,
+        variant: str,
+        fmt: str,
+        queue: str,
+        workers: list[Child],
+        rep: int,
+        rate: int,
+        warmup: float,
+        seconds: float,
+        capacity: float | None,
+    ) -> dict[str, Any]:
+        assert self.driver is not None
+        run: dict[str, Any] = {
+            "variant": variant,
+            "format": fmt,
+            "kind": "latency",
+            "procs": len(workers),
+            "rep": rep,
+            "rate": rate,
+            "seconds": seconds,
+        }
+        if capacity is None or rate > CAPACITY_MARGIN * capacity:
+            shown = f"{capacity:.0f}" if capacity is not None else "unknown"
+            run.update(valid=False, skipped=f"over capacity ({shown} req/s with 1 process)")
+            self.runs.append(run)
+            self._progress(run)
+            return run
+        prefix, _, replies = self._next_ids(f"{variant}-{fmt}-lat")
+        pids = self._pids(workers)
+        marks: dict[str, tuple[Snapshot, float]] = {}
+
+        def on_event(event: dict[str, Any]) -> None:
+            marks[event["phase"]] = (Snapshot.take(pids), time.perf_counter())
+
+        result = await self.driver.request(
+            {
+                "cmd": "latency",
+                "queue": queue,
+                "rate": rate,
+                "warmup": warmup,
+                "seconds": seconds,
+                "voice_uri": self._voice_uri(fmt),
+                "format": fmt,
+                "prefix": prefix,
+                "reply_queue": replies,  # not bound: the broker drops pivot.processing, as for no listener
+            },
+            timeout_s=warmup + seconds + 60,
+            on_event=on_event,
+        )
+        run.update({k: v for k, v in result.items() if k != "ok"})
+        run["valid"] = result["lost"] == 0 and result["samples"] > 0
+        if "start" in marks and "end" in marks:
+            (before, t0), (after, t1) = marks["start"], marks["end"]
+            run.update(self._cpu(before, after, result["samples"] + result["lost"], t1 - t0))
+        self.runs.append(run)
+        self._progress(run)
+        return run
+
+    async def variant(self, variant: str, rep: int) -> None:
+        queue = f"pivot-bench-{self.run_id}-{variant}-r{rep}"
+        self.queues += [queue, f"{queue}.dead"]
+        workers = [await self._spawn_worker(variant, queue, 1, rep)]
+        try:
+            await self._wait_consumers(queue, workers)
+            await self.warm_up(variant, queue, workers)
+            capacity: dict[str, float | None] = {}
+            for fmt in self.args.formats:
+                one = await self.throughput(variant, fmt, queue, workers, rep)
+                capacity[fmt] = one["req_per_s"] if one["valid"] else None
+            for fmt in self.args.formats:
+                for rate, warmup, seconds in self.plan.latency:
+                    await self.latency(
+                        variant, fmt, queue, workers, rep, rate, warmup, seconds, capacity[fmt]
+                    )
+            workers.append(await self._spawn_worker(variant, queue, 2, rep))
+            await self._wait_consumers(queue, workers)
+            await self.warm_up(variant, queue, workers)
+            for fmt in self.args.formats:
+                await self.throughput(variant, fmt, queue, workers, rep)
+        finally:
+            await self.children.stop(workers)
+            await self.control.delete(queue, f"{queue}.dead")
+
+    async def run(self) -> None:
+        for rep in range(1, self.plan.reps + 1):
+            for variant in self.args.variants:
+                await self.variant(variant, rep)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "implementation": platform.python_implementation()}
+    for dist in ("aio-pika", "aiormq", "pamqp", "aiohttp", "orjson", "lxml", "uvloop", "fastjsonschema"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release()}
+
+
+def _git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{rev}{'+dirty' if dirty else ''}"
+
+
+def build_result(bench: Bench, args: argparse.Namespace, started: float, error: str | None) -> dict[str, Any]:
+    summary = report.summarize(bench.runs)
+    ratio_table = report.ratios(summary, list(args.formats))
+    return {
+        "meta": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "duration_s": round(time.time() - started, 1),
+            "mode": "quick" if args.quick else "full",
+            "plan": {
+                "reps": bench.plan.reps,
+                "n": bench.plan.n,
+                "n_per_call": bench.plan.n_per_call,
+                "latency": [{"rate": r, "warmup_s": w, "seconds": s} for r, w, s in bench.plan.latency],
+                "warmup": bench.plan.warmup,
+                "prefetch": 50,
+            },
+            "variants": list(args.variants),
+            "formats": list(args.formats),
+            "machine": _machine(),
+            "versions": _versions(),
+            "rabbitmq": bench.broker_version,
+            "git": _git_revision(),
+            "error": error,
+        },
+        "runs": bench.runs,
+        "summary": summary,
+        "ratios": ratio_table,
+        "targets": report.targets(ratio_table),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    plan = QUICK if args.quick else FULL
+    if args.reps is not None:
+        plan = replace(plan, reps=args.reps)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.json) if args.json else RESULTS_DIR / f"pipeline-{stamp}.json"
+    log_dir = out.with_suffix(".logs")
+    bench = Bench(args, plan, log_dir)
+    started = time.time()
+    error: str | None = None
+    try:
+        await bench.start()
+        await bench.run()
+    except asyncio.CancelledError:
+        error = "interrupted"
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"pipeline: stopped early: {error}", file=sys.stderr)
+    finally:
+        await bench.close()
+        result = build_result(bench, args, started, error)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        if bench.runs:
+            print(report.render(result))
+        print(f"\nresults: {out}\nlogs:    {log_dir}  ({result['meta']['duration_s']} s)")
+    return 1 if error else 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Bare pipeline vs real worker vs per-call-queue model, side by side (issue 5)."
+    )
+    parser.add_argument("--quick", action="store_true", help="1 repetition, small N, short windows (< 60 s)")
+    parser.add_argument(
+        "--json", help="where to write results (default bench/results/pipeline-<timestamp>.json)"
+    )
+    parser.add_argument("--reps", type=int, help="repetitions (default 3, --quick 1)")
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/", help="loopback broker")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
+    )
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of kazoo,twiml")
+    args = parser.parse_args(argv)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    for name, given, known in (("--variants", args.variants, VARIANTS), ("--formats", args.formats, FORMATS)):
+        unknown = [g for g in given if g not in known]
+        if unknown or not given:
+            parser.error(f"{name}: {', '.join(unknown) or 'nothing'} not among {', '.join(known)}")
+    if args.reps is not None and args.reps < 1:
+        parser.error("--reps must be at least 1")
+    host = urlsplit(args.amqp_url).hostname
+    if host not in LOOPBACK_HOSTS:
+        parser.error(f"--amqp-url must name a loopback host (127.0.0.1, localhost or ::1), not {host!r}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return uvloop.run(main_async(args))
+    except KeyboardInterrupt:
+        print("pipeline: interrupted; processes stopped and queues deleted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
