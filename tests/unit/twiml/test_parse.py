@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
 from pivot_worker.errors import Reason, TranslationError
 from pivot_worker.twiml.limits import MAX_DOCUMENT_BYTES, MAX_ELEMENT_DEPTH
@@ -16,11 +17,25 @@ def _error(body: bytes) -> TranslationError:
     return info.value
 
 
-def test_parser_is_hardened() -> None:
+def test_parser_never_reads_external_entities_or_dtds(tmp_path) -> None:
     # ruff has no lxml rule any more: this test is the guard against a softened parser.
-    assert PARSER.resolvers is not None
-    body = b'<!DOCTYPE r [<!ENTITY e SYSTEM "file:///etc/hostname">]><r>&e;</r>'
-    err = _error(body)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    dtd = tmp_path / "evil.dtd"
+    dtd.write_text(f'<!ENTITY leak SYSTEM "{secret.as_uri()}">')
+    for body in (
+        f'<!DOCTYPE r [<!ENTITY e SYSTEM "{secret.as_uri()}">]><r>&e;</r>',
+        f'<!DOCTYPE r SYSTEM "{dtd.as_uri()}"><r>&leak;</r>',
+        '<!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><r>&b;</r>',
+    ):
+        root = etree.fromstring(body.encode(), PARSER)  # parses: entities stay unexpanded
+        text = "".join(str(t) for t in root.itertext())
+        assert "top secret" not in text
+        assert "aaaa" not in text
+
+
+def test_doctype_is_refused() -> None:
+    err = _error(b'<!DOCTYPE Response [<!ENTITY e "x">]><Response><Say>&e;</Say></Response>')
     assert err.reason is Reason.PARSE_ERROR
     assert "DOCTYPE" in err.findings[0].message
 
