@@ -24,6 +24,7 @@ _VOICES = {"man": "male", "male": "male", "woman": "female", "female": "female",
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _SPACES = re.compile(r"\s+")
 _DIGITS = re.compile(r"^[0-9*#wWA-D]+$")
+DTMF_TONE_MS = 250  # per key; Kazoo's default of 2000 ms would make "1234" last eight seconds
 DEFAULT_VOICE = "male"  # Twilio's documented default voice is "man"
 DEFAULT_LANGUAGE = "en-us"  # Twilio's en-US, in Kazoo's lower-case spelling
 
@@ -119,7 +120,7 @@ def play(element: etree._Element, st: State, *, in_gather: bool = False, barge_i
     digits = element.get("digits")
     if digits is not None:
         if _DIGITS.match(digits):
-            nodes.append(st.node(element, "send_dtmf", {"digits": digits}))
+            nodes.append(st.node(element, "send_dtmf", {"digits": digits, "duration_ms": DTMF_TONE_MS}))
         else:
             st.warn(
                 element, "play-digits", f"digits={digits!r} may hold only 0-9, *, #, A-D, w and W; ignored"
