@@ -115,6 +115,11 @@ def resolve_http_url(base: str, reference: str, *, what: str) -> str:
     attribute or element in the message. Results are cached: a worker sees the same document
     URLs and references over and over.
     """
+    if len(reference) > MAX_URL_CHARS or len(base) > MAX_URL_CHARS:
+        # Checked before the cache so hostile documents cannot fill it with huge strings.
+        raise PivotError(
+            f"{what}: the URL is longer than {MAX_URL_CHARS} characters", reason=Reason.INVALID_URL
+        )
     return _resolve_http_url(base, reference, what)
 
 
