@@ -150,7 +150,7 @@ UNSUPPORTED_DIAL_NOUNS: dict[str, str] = {
     "Sip": "Kazoo's callflow modules cannot dial a bare SIP URI; create a device with that URI and "
     "dial it with <Device>",
     "Client": "Twilio clients do not exist on Kazoo; dial the person with <User> or the phone with <Device>",
-    "Queue": "dequeuing a caller has no Kazoo callflow module (agents take calls through ACDc)",
+    "Queue": "dequeuing a caller has no Kazoo callflow module (ACDc queues hand callers out themselves)",
     "Sim": "Twilio SIMs do not exist on Kazoo",
     "Application": "Twilio applications do not exist on Kazoo",
     "WhatsApp": "WhatsApp calling has no Kazoo callflow module",

@@ -16,7 +16,7 @@ from pivot_worker.callflow.validate import validate_flow
 from pivot_worker.twiml import translate_twiml
 from pivot_worker.twiml.parse import parse_document
 
-from .helpers import make_ctx
+from .support import make_ctx
 
 TYPICAL = b"""<?xml version="1.0" encoding="UTF-8"?>
 <Response>

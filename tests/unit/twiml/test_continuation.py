@@ -12,7 +12,7 @@ from pivot_worker.twiml import TOKEN_PARAM, Continuation, open_continuation
 from pivot_worker.twiml.continuation import GATHER, RECORD, attach_token, seal_continuation
 from pivot_worker.twiml.limits import MAX_TOKEN_CHARS
 
-from .helpers import CALL_ID, KEY
+from .support import CALL_ID, KEY
 
 FULL = Continuation(
     call_id=CALL_ID,

@@ -15,7 +15,7 @@ from pivot_worker.twiml import translate as translate_module
 from pivot_worker.twiml import translate_twiml
 from tests.kazoo_conformance import assert_flow_conforms
 
-from .helpers import make_ctx, modules_along, readable
+from .support import make_ctx, modules_along, readable
 
 QUEUE = "0123456789abcdef0123456789abcdef"
 

@@ -10,7 +10,7 @@ from pivot_worker.errors import PivotError, Reason
 from pivot_worker.twiml import Continuation, call_aliases, plan_followup
 from pivot_worker.twiml.continuation import DIAL, ENQUEUE, GATHER, RECORD, REDIRECT, RESUME
 
-from .helpers import CALL_ID
+from .support import CALL_ID
 
 
 def _call(collections: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Golden pairs: every TwiML verb and attribute we map, TwiML in, Kazoo callflow out.
 
-Each ``tests/data/twiml/<name>.xml`` is translated with the context of ``helpers.make_ctx``
+Each ``tests/data/twiml/<name>.xml`` is translated with the context of ``support.make_ctx``
 (overridden by ``<name>.ctx.json`` when present) and compared with ``<name>.json``: the flow,
 with each pivot node's continuation token opened for reading, and the warnings' codes and
 locations. Every flow must also pass Kazoo's own schemas. Set ``PIVOT_REGEN_GOLDEN=1`` to rewrite
@@ -19,7 +19,7 @@ import pytest
 from pivot_worker.twiml import Continuation, translate_twiml
 from tests.kazoo_conformance import assert_flow_conforms
 
-from .helpers import make_ctx, readable
+from .support import make_ctx, readable
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "data" / "twiml"
 CASES = sorted(p.stem for p in DATA.glob("*.xml"))

@@ -20,7 +20,7 @@ from pivot_worker.twiml.continuation import REDIRECT
 from pivot_worker.twiml.vocabulary import ATTRIBUTES
 from tests.kazoo_conformance import assert_flow_conforms
 
-from .helpers import CALL_ID, make_ctx, refuse_host
+from .support import CALL_ID, make_ctx, refuse_host
 
 VERBS = ["Say", "Play", "Pause", "Gather", "Record", "Dial", "Redirect", "Hangup", "Reject", "Set", "Enqueue"]
 ODD = ["Leave", "Refer", "Connect", "Foo", "say", "Number", "Variable", "Conference", "Sip", "break"]

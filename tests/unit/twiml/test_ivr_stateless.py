@@ -13,7 +13,7 @@ from typing import Any
 from pivot_worker.twiml import TwimlContext, open_continuation, plan_followup, translate_twiml
 from tests.kazoo_conformance import assert_flow_conforms
 
-from .helpers import CALL_ID, KEY, allow_all, modules_along, pivot_nodes
+from .support import CALL_ID, KEY, allow_all, modules_along, pivot_nodes
 
 START = "https://ivr.example.com/app/start?tenant=7"
 SERVER: dict[str, bytes] = {

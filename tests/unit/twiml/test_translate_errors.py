@@ -11,7 +11,7 @@ from pivot_worker.twiml import Continuation, translate_twiml
 from pivot_worker.twiml.continuation import REDIRECT
 from pivot_worker.twiml.limits import MAX_FLOW_NODES, MAX_SAY_CHARS, MAX_VARIABLES, MAX_VERBS
 
-from .helpers import CALL_ID, make_ctx, refuse_host
+from .support import CALL_ID, make_ctx, refuse_host
 
 # (document, reason, code, pointer, line, column)
 CASES = [
