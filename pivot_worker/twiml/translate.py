@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from lxml import etree
 
-from ..callflow.modules import SUPPORTED_MODULES
+from ..callflow.modules import PASS_THROUGH_MODULES, SUPPORTED_MODULES
 from ..callflow.validate import validate_flow
 from ..errors import Reason
 from . import attrs, control, dial, gather, record, speech
@@ -47,6 +47,8 @@ _NESTED: dict[str, frozenset[str]] = {
 }
 _NOUNS = frozenset({"Number", "User", "Device", "Conference", "Variable"}) | frozenset(UNSUPPORTED_DIAL_NOUNS)
 _NESTED_CODES = {"Gather": "13320"}
+ACCEPTED_MODULES = SUPPORTED_MODULES | PASS_THROUGH_MODULES
+"""Modules the flow validator lets through; ``<Enqueue>`` needs ``acdc_member`` among them."""
 
 
 def translate_twiml(body: bytes, ctx: TwimlContext) -> Translation:
@@ -129,7 +131,7 @@ def check_structure(root: etree._Element, st: State) -> list[etree._Element]:
                 f"the document has more than {MAX_VERBS} verbs and nouns",
                 Reason.LIMIT_EXCEEDED,
             )
-        if tag == "Enqueue" and "acdc_member" not in SUPPORTED_MODULES:
+        if tag == "Enqueue" and "acdc_member" not in ACCEPTED_MODULES:
             st.error(
                 verb,
                 "unsupported-verb",
