@@ -103,6 +103,11 @@ class BrokerControl:
         finally:
             await queue.cancel(tag)
 
+    async def delete_exchange(self, name: str) -> None:
+        channel = await self.channel()
+        with contextlib.suppress(ChannelNotFoundEntity):
+            await channel.exchange_delete(name)
+
     async def delete(self, *names: str) -> None:
         for name in names:
             channel = await self.channel()

@@ -74,8 +74,10 @@ class Plan:
     warmup: int  # requests through freshly started processes before anything is timed
 
 
-FULL = Plan(reps=3, n=10_000, n_per_call=1_200, latency=((100, 1.0, 10.0), (500, 0.5, 4.0)), warmup=1_000)
-QUICK = Plan(reps=1, n=2_500, n_per_call=300, latency=((100, 0.5, 2.0), (500, 0.3, 1.5)), warmup=300)
+# N stays small enough that the last prefilled request is served well inside the worker's
+# PIVOT_STALE_AFTER_MS (9 s from the request's AMQP timestamp) even on a busy machine.
+FULL = Plan(reps=3, n=6_000, n_per_call=800, latency=((100, 1.0, 10.0), (500, 0.5, 3.0)), warmup=1_000)
+QUICK = Plan(reps=1, n=2_000, n_per_call=250, latency=((100, 0.3, 2.0), (500, 0.3, 1.0)), warmup=200)
 
 
 class DriverClient:
@@ -135,6 +137,7 @@ class Bench:
         self.broker_pid: int | None = None
         self.broker_version = ""
         self._seq = 0
+        self.debug_exchange = f"pivot-bench-{self.run_id}-debug"
         self._planned = len(args.variants) * plan.reps * len(args.formats) * (2 + len(plan.latency))
 
     # -- set-up and tear-down -------------------------------------------------------------------
@@ -174,7 +177,9 @@ class Bench:
                 driver.child.process.stdin.write(b'{"cmd": "quit"}\n')
         await self.children.stop_all()
         with contextlib.suppress(Exception):
-            await self.control.delete(*self.queues)
+            await self.control.delete(*self.queues, f"{self.debug_exchange}.debug")
+        with contextlib.suppress(Exception):
+            await self.control.delete_exchange(self.debug_exchange)
         with contextlib.suppress(Exception):
             await self.control.close()
 
@@ -218,8 +223,16 @@ class Bench:
                 "PIVOT_PREFETCH": "50",
                 "PIVOT_CONTINUATION_KEY": "bench",
                 "PIVOT_LOG_LEVEL": "WARNING",
+                # The embedded debug collector, kept apart from anything else on the broker and
+                # the machine: its own debug exchange (and queue), API port and SQLite file.
+                "PIVOT_DEBUG_EXCHANGE": self.debug_exchange,
+                "PIVOT_API_LISTEN": "127.0.0.1:0",
+                "PIVOT_DATABASE_URL": f"sqlite:///{self.children.log_dir.resolve() / name}.sqlite3",
             }
-            return await self.children.spawn(name, [sys.executable, "-m", "pivot_worker", "run"], env=env)
+            argv = [sys.executable, "-m", "pivot_worker", "run"]
+            if self.args.no_collector:
+                argv.append("--no-collector")
+            return await self.children.spawn(name, argv, env=env)
         argv = [sys.executable, str(BENCH_DIR / "bare_worker.py"), "--queue", queue]
         argv += ["--amqp-url", self.args.amqp_url, "--prefetch", "50"]
         if variant == "per_call":
@@ -504,6 +517,7 @@ def build_result(bench: Bench, args: argparse.Namespace, started: float, error: 
                 "prefetch": 50,
             },
             "variants": list(args.variants),
+            "worker_embedded_collector": not args.no_collector,
             "formats": list(args.formats),
             "machine": _machine(),
             "versions": _versions(),
@@ -560,6 +574,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/", help="loopback broker")
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
+    )
+    parser.add_argument(
+        "--no-collector",
+        action="store_true",
+        help="run the real worker with --no-collector (default: with its embedded debug collector)",
     )
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of kazoo,twiml")
     args = parser.parse_args(argv)

@@ -1,0 +1,151 @@
+"""Where a saturated worker spends its CPU: py-spy samples, top self-time functions and packages.
+
+``python bench/profile_worker.py [--variant worker|bare] [--format kazoo|twiml] [--seconds 20]``
+starts the developer server, the load driver and one worker process exactly as
+``bench/pipeline.py`` does, warms it up, attaches ``py-spy record`` and keeps the worker saturated
+with back-to-back throughput batches until ``--seconds`` of batches have run. py-spy writes raw
+collapsed stacks without line numbers and keeps only samples that hold the GIL: gaps between
+batches and helper threads waiting in C (aiosqlite's, libuv's) would otherwise count as busy.
+
+It prints the top 15 functions by self time (the innermost Python frame of a sample; time in C
+code such as uvloop or orjson is charged to the Python frame that called it, so ``Runner.run``
+stands for uvloop's own loop) and the share of samples per package, and keeps the raw stacks for a
+flamegraph (``bench/results/profile-<variant>-<format>-<timestamp>.txt``).
+
+py-spy (``pip install py-spy``) attaches with ptrace, which needs root or
+``kernel.yama.ptrace_scope=0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+if __package__ in (None, ""):
+    import _bootstrap  # noqa: F401
+
+import uvloop
+
+from bench.pipeline import FORMATS, RESULTS_DIR, VARIANTS, Bench, Plan
+
+BATCH = 4_000  # requests per batch: done well inside the worker's 9 s staleness limit
+FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*)\)$")
+
+
+def _package(path: str) -> str:
+    """A frame's package from py-spy's shortened file name (``aiormq/channel.py`` -> ``aiormq``)."""
+    if path.startswith("<"):
+        return path
+    parts = path.split("/")
+    return parts[0].removesuffix(".py") if len(parts) > 1 else f"stdlib:{parts[0].removesuffix('.py')}"
+
+
+def analyse(raw: str, top: int = 15) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
+    """Total samples, the ``top`` leaf functions by samples and the samples per package of the leaf."""
+    leaf_counts: Counter[str] = Counter()
+    package_counts: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        leaf = frames[-1]
+        match = FRAME.match(leaf)
+        package = _package(match.group("file")) if match else "?"
+        leaf_counts[leaf] += count
+        package_counts[package] += count
+        total += count
+    return total, leaf_counts.most_common(top), package_counts.most_common()
+
+
+def render(total: int, leaves: list[tuple[str, int]], packages: list[tuple[str, int]]) -> str:
+    lines = [f"{total} samples (busy only)", "", "top self time:", "   % | function (file)"]
+    lines += [f"{100 * n / total:5.1f} | {name}" for name, n in leaves]
+    lines += ["", "self time by package:"]
+    lines += [f"{100 * n / total:5.1f} | {name}" for name, n in packages if 100 * n / total >= 0.5]
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        print("profile_worker: py-spy not found; install it with `pip install py-spy`", file=sys.stderr)
+        return 2
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    raw_path = RESULTS_DIR / f"profile-{args.variant}-{args.format}-{stamp}.txt"
+    options = argparse.Namespace(
+        amqp_url=args.amqp_url,
+        variants=[args.variant],
+        formats=[args.format],
+        quick=False,
+        no_collector=False,
+    )
+    plan = Plan(reps=1, n=BATCH, n_per_call=BATCH // 7, latency=(), warmup=1_000)
+    bench = Bench(options, plan, raw_path.with_suffix(".logs"))
+    spy: asyncio.subprocess.Process | None = None
+    try:
+        await bench.start()
+        queue = f"pivot-bench-{bench.run_id}-{args.variant}-profile"
+        bench.queues += [queue, f"{queue}.dead"]
+        worker = await bench._spawn_worker(args.variant, queue, 1, 0)
+        await bench._wait_consumers(queue, [worker])
+        await bench.warm_up(args.variant, queue, [worker])
+        spy = await asyncio.create_subprocess_exec(
+            py_spy, "record", "--pid", str(worker.pid), "--format", "raw", "--nolineno", "--gil",
+            "--rate", str(args.rate), "--output", str(raw_path),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await asyncio.sleep(1.0)  # py-spy attaches
+        busy = 0.0
+        while busy < args.seconds:
+            run = await bench.throughput(args.variant, args.format, queue, [worker], 1, record=False)
+            busy += run["seconds"]
+            print(f"batch: {run['req_per_s']:.0f} req/s", file=sys.stderr, flush=True)
+    finally:
+        if spy is not None and spy.returncode is None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            try:
+                await asyncio.wait_for(spy.wait(), 30)
+            except TimeoutError:
+                spy.kill()
+        await bench.close()
+    if not raw_path.exists():
+        stderr = (await spy.stderr.read()).decode(errors="replace") if spy and spy.stderr else ""
+        print(f"profile_worker: py-spy wrote nothing:\n{stderr}", file=sys.stderr)
+        return 1
+    total, leaves, packages = analyse(raw_path.read_text())
+    if total == 0:
+        print("profile_worker: no busy samples were recorded", file=sys.stderr)
+        return 1
+    print(render(total, leaves, packages))
+    print(f"\nraw stacks: {raw_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=VARIANTS, default="worker")
+    parser.add_argument("--format", choices=FORMATS, default="kazoo")
+    parser.add_argument("--seconds", type=float, default=20.0, help="busy seconds to sample (default 20)")
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second (default 200)")
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    args = parser.parse_args(argv)
+    if not 1 <= args.seconds <= 300:
+        parser.error("--seconds must be between 1 and 300")
+    if os.geteuid() != 0:
+        print("profile_worker: not root; py-spy needs ptrace permission (ptrace_scope=0)", file=sys.stderr)
+    return uvloop.run(main_async(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
