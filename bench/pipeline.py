@@ -30,6 +30,7 @@ import contextlib
 import os
 import platform
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -542,12 +543,32 @@ async def main_async(args: argparse.Namespace) -> int:
     bench = Bench(args, plan, log_dir)
     started = time.time()
     error: str | None = None
+    # SIGINT and SIGTERM cancel the run (even where a shell left SIGINT ignored); the clean-up below
+    # then stops every process and deletes every queue. A second signal only says it is under way.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    signals: list[str] = []
+
+    def interrupt(sig: signal.Signals) -> None:
+        if signals:
+            print(
+                f"pipeline: {sig.name} again: still stopping processes and deleting queues", file=sys.stderr
+            )
+            return
+        signals.append(sig.name)
+        main_task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt, sig)
     try:
         await bench.start()
         await bench.run()
     except asyncio.CancelledError:
-        error = "interrupted"
-        raise
+        if not signals:
+            raise
+        error = f"interrupted by {signals[0]}"
+        print(f"pipeline: {error}; stopping processes and deleting queues", file=sys.stderr)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         print(f"pipeline: stopped early: {error}", file=sys.stderr)
@@ -559,7 +580,7 @@ async def main_async(args: argparse.Namespace) -> int:
         if bench.runs:
             print(report.render(result))
         print(f"\nresults: {out}\nlogs:    {log_dir}  ({result['meta']['duration_s']} s)")
-    return 1 if error else 0
+    return 130 if signals else 1 if error else 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -598,11 +619,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        return uvloop.run(main_async(args))
-    except KeyboardInterrupt:
-        print("pipeline: interrupted; processes stopped and queues deleted", file=sys.stderr)
-        return 130
+    result: int = uvloop.run(main_async(args))
+    return result
 
 
 if __name__ == "__main__":
