@@ -1,7 +1,7 @@
 """The bare reference pipeline: what one worker process can do with the same libraries and no extras.
 
 Straight line per delivery, each in aio-pika's own task: ``orjson.loads`` -> params by hand ->
-GET on one shared aiohttp session -> ``orjson.loads`` (JSON) or a hardened lxml parse plus a
+GET on one shared aiohttp ``ClientSession`` -> ``orjson.loads`` (JSON) or a hardened lxml parse plus a
 hand-built equivalent callflow (TwiML) -> ``orjson.dumps`` -> ``pivot.processing`` to ``targeted``
 and ``CHANNEL_PIVOT`` to ``callevt`` on a confirm channel, each confirm awaited in order -> ack.
 uvloop, prefetch 50, no validation, no retries, no deadlines, no logging on the hot path: the
@@ -186,7 +186,7 @@ class BareWorker:
         self.ok = 0
         self.errors = 0
         self.connection: AbstractRobustConnection | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.http: aiohttp.ClientSession | None = None
         self.targeted: AbstractExchange | None = None
         self.callevt: AbstractExchange | None = None
 
@@ -202,13 +202,13 @@ class BareWorker:
         self.callevt = await channel.declare_exchange("callevt", topic, durable=False)
         queue = await channel.declare_queue(self.args.queue, durable=True)
         await queue.bind(callmgr, "pivot.req.*")
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         handler = self.per_call_queue if self.args.per_call_queue else self.handle
         await queue.consume(handler)
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
+        if self.http is not None:
+            await self.http.close()
         if self.connection is not None:
             await self.connection.close()
 
@@ -241,7 +241,7 @@ class BareWorker:
                 await message.reject(requeue=False)
 
     async def serve(self, message: AbstractIncomingMessage) -> None:
-        assert self.session is not None and self.targeted is not None and self.callevt is not None
+        assert self.http is not None and self.targeted is not None and self.callevt is not None
         msg = orjson.loads(message.body)
         call = msg["Call"]
         url = msg["Voice-URI"]
@@ -249,7 +249,7 @@ class BareWorker:
             raise ValueError(f"Voice-URI {url!r} is outside --allow-prefix {self.args.allow_prefix!r}")
         fmt = msg.get("Request-Format") or "twiml"
         params = kazoo_params(call) if fmt == "kazoo" else twiml_params(call)
-        async with self.session.get(url, params=params) as resp:
+        async with self.http.get(url, params=params) as resp:
             body = await resp.read()
             content_type = resp.headers.get("Content-Type", "")
             if resp.status != 200:

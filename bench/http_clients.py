@@ -14,7 +14,7 @@ The clients:
 * ``httpx``: ``httpx.AsyncClient`` (its own httpcore pool); needs ``sniffio`` importable, without
   which httpcore retries a failing import on every request (limits.md).
 * ``httpx+aiohttp``: ``httpx.AsyncClient`` with :class:`AiohttpTransport`, a minimal
-  ``httpx.AsyncBaseTransport`` over an aiohttp session: httpx's API without httpcore's pool.
+  ``httpx.AsyncBaseTransport`` over an aiohttp ``ClientSession``: httpx's API without httpcore's pool.
 """
 
 from __future__ import annotations
@@ -52,18 +52,18 @@ GRACE_S = 10.0  # how long a cell waits for requests still in flight after its t
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx requests sent by an aiohttp session: keeps httpx's API, replaces httpcore's pool.
+    """httpx requests sent through an aiohttp ``ClientSession``: keeps httpx's API, replaces httpcore's pool.
 
     Minimal on purpose: the request body is sent in one piece, the response body is read whole
     (the worker caps it anyway), and aiohttp's errors are mapped to httpx's two main classes.
     """
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
-            async with self.session.request(
+            async with self.http.request(
                 request.method,
                 URL(str(request.url), encoded=True),
                 headers=request.headers.multi_items(),
@@ -80,7 +80,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(status, headers=headers, content=body, request=request)
 
     async def aclose(self) -> None:
-        await self.session.close()
+        await self.http.close()
 
 
 Fetch = Callable[[str], Awaitable[int]]
@@ -95,14 +95,14 @@ class Client:
 
 
 def make_aiohttp(concurrency: int) -> Client:
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
 
     async def fetch(url: str) -> int:
-        async with session.get(url) as resp:
+        async with http.get(url) as resp:
             await resp.read()
             return resp.status
 
-    return Client(fetch, session.close)
+    return Client(fetch, http.close)
 
 
 def _httpx_client(concurrency: int, transport: httpx.AsyncBaseTransport | None) -> Client:
@@ -122,8 +122,8 @@ def make_httpx(concurrency: int) -> Client:
 
 def make_httpx_aiohttp(concurrency: int) -> Client:
     connector = aiohttp.TCPConnector(limit=concurrency)
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-    return _httpx_client(concurrency, AiohttpTransport(session))
+    http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    return _httpx_client(concurrency, AiohttpTransport(http))
 
 
 CLIENTS: dict[str, Callable[[int], Client]] = {

@@ -2,7 +2,7 @@
 
 Each child gets ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with the orchestrator even if that is
 killed outright; normal runs stop children politely (SIGCONT, then SIGTERM, then SIGKILL after a
-grace period). Children run in their own session, so Ctrl-C reaches only the orchestrator, which
+grace period). Children run in their own process group, so Ctrl-C reaches only the orchestrator, which
 then stops them in order and removes its queues.
 """
 

@@ -5,7 +5,7 @@ starts the developer server, the load driver and one worker process exactly as
 ``bench/pipeline.py`` does, warms it up, attaches ``py-spy record`` and keeps the worker saturated
 with back-to-back throughput batches until ``--seconds`` of batches have run. py-spy writes raw
 collapsed stacks without line numbers and keeps only samples that hold the GIL: gaps between
-batches and helper threads waiting in C (aiosqlite's, libuv's) would otherwise count as busy.
+batches and background threads waiting in C (aiosqlite's, libuv's) would otherwise count as busy.
 
 It prints the top 15 functions by self time (the innermost Python frame of a sample; time in C
 code such as uvloop or orjson is charged to the Python frame that called it, so ``Runner.run``
