@@ -23,10 +23,10 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
     return result
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, *, with_collector: bool) -> int:
+    from .collector import Collector
     from .worker import Worker
 
-    worker = Worker(settings)
     stop = asyncio.Event()
     why: list[str] = []
 
@@ -37,9 +37,19 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    await worker.start()
-    await stop.wait()
-    await worker.stop(why[0] if why else "stop")
+    # The embedded collector starts first: a taken API port or a bad tokens file fails start-up
+    # before any request is taken.
+    collector = Collector(settings) if with_collector else None
+    if collector is not None:
+        await collector.start()
+    worker = Worker(settings)
+    try:
+        await worker.start()
+        await stop.wait()
+    finally:
+        await worker.stop(why[0] if why else "stop")
+        if collector is not None:
+            await collector.stop()
     return 0
 
 
@@ -56,7 +66,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"pivot-worker: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
-    return _run_loop(_serve(settings))
+    try:
+        return _run_loop(_serve(settings, with_collector=not args.no_collector))
+    except (OSError, ValueError) as exc:
+        print(f"pivot-worker: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prefetch", type=int, help="PIVOT_PREFETCH")
     run.add_argument("--allow-networks", help="PIVOT_ALLOW_NETWORKS (comma-separated CIDRs)")
     run.add_argument("--log-level", help="PIVOT_LOG_LEVEL")
+    run.add_argument(
+        "--no-collector",
+        action="store_true",
+        help="do not run the debug collector and API in this process (run pivot-collector separately)",
+    )
     run.set_defaults(func=_cmd_run)
     register_translate(sub)
     return parser

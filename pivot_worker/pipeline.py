@@ -160,7 +160,8 @@ class Pipeline:
             params = _merge_followup(params, followup.params)
             if followup.local_document is not None:
                 trace.response_format = "twiml"
-                return self._translate_twiml(followup.local_document, url, request, continuation, trace)
+                base = followup.document_url or url
+                return self._translate_twiml(followup.local_document, base, request, continuation, trace)
 
         spec = HttpRequestSpec(
             method=request.method,
@@ -204,6 +205,9 @@ class Pipeline:
             max_iterations=self.settings.max_iterations,
             recording_url=self.settings.recording_url,
             check_url=self._check_followup_url,
+            account_id=request.account_id or "",
+            debug=request.debug,
+            request_timeout_ms=request.timeout_ms,
         )
         translation = twiml.translate_twiml(body, ctx)
         trace.warnings.extend(translation.warnings)

@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from . import amqp_compat, callflow
 from .bus import Bus
+from .debug import DebugPublisher
 from .errors import Reason
 from .fetch import Fetcher
 from .logs import LIFECYCLE
@@ -41,11 +42,13 @@ class Worker:
     """One consumer on the shared queue; run several processes to scale out."""
 
     def __init__(self, settings: Settings, *, sink: DebugSink | None = None) -> None:
+        """``sink`` receives every finished trace; by default a :class:`DebugPublisher` on the bus."""
         amqp_compat.install()
         self.settings = settings
         self.fetcher = Fetcher(settings)
         self.pipeline = Pipeline(settings, self.fetcher)
-        self.sink: DebugSink = sink if sink is not None else NullDebugSink()
+        self._publisher = DebugPublisher(settings) if sink is None else None
+        self.sink: DebugSink = self._publisher if self._publisher is not None else sink or NullDebugSink()
         self.counts: Counter[str] = Counter()
         self.metrics = WorkerMetrics()
         self.connection: AbstractRobustConnection | None = None
@@ -72,6 +75,10 @@ class Worker:
         self._bus = Bus(self.settings, channel)
         queue = await self._bus.declare()
         await self.fetcher.start()
+        if self._publisher is not None:
+            await self._publisher.start(self.connection)
+            publisher = self._publisher
+            self.metrics.watch_debug_drops(lambda: publisher.dropped)
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
         self._consumer_tag = await queue.consume(self._on_message)
@@ -99,6 +106,8 @@ class Worker:
             if still:
                 await asyncio.wait(still, timeout=5)
         await self.fetcher.close()
+        if self._publisher is not None:
+            await self._publisher.stop()
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 await self.connection.close()

@@ -93,7 +93,9 @@ class Redactor:
                 doc = orjson.loads(text)
             except orjson.JSONDecodeError:
                 return text
-            return orjson.dumps(self.json_value(doc)).decode()
+            redacted = self.json_value(doc)
+            # Keep the developer's exact bytes unless a value really had to be masked.
+            return text if redacted == doc else orjson.dumps(redacted).decode()
         if media == "application/x-www-form-urlencoded" or (not media and "=" in text and "<" not in text):
             return self.form(text)
         return text

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import pytest
 
+from tests.conftest import IN_CI
 from tests.e2e.devserver import DevServer
 from tests.e2e.kazoo_side import KazooCallflow
 from tests.e2e.workers import WorkerProcess
@@ -39,20 +41,43 @@ async def delete_queues(amqp_url: str, *names: str) -> None:
             await channel.queue_delete(name)
 
 
-@pytest.fixture(scope="session")
-def worker_queue(amqp_url: str) -> Iterator[str]:
-    name = f"pivot_worker_test_{uuid.uuid4().hex[:8]}"
-    yield name
-    asyncio.run(delete_queues(amqp_url, name, f"{name}.dead"))
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def broker(amqp_url: str) -> Iterator[str]:
+    """A virtual host of its own for each test module.
+
+    Every queue bound to ``callmgr`` with ``pivot.req.*`` gets a copy of every pivot_req (that is
+    why Kazoo's own pivot app must be stopped in production), so workers of different tests on one
+    virtual host would all answer the same call. A vhost per module keeps tests honest.
+    """
+    if shutil.which("rabbitmqctl") is None:
+        message = "end-to-end tests need rabbitmqctl to create an isolated virtual host"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    vhost = f"pivot_e2e_{uuid.uuid4().hex[:8]}"
+    user = urlsplit(amqp_url).username or "guest"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    yield urlunsplit(urlsplit(amqp_url)._replace(path="/" + quote(vhost, safe="")))
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="module")
+def worker_queue() -> str:
+    return f"pivot_worker_test_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
 def workers(
-    amqp_url: str, worker_queue: str, tmp_path_factory: pytest.TempPathFactory
+    broker: str, worker_queue: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[WorkerProcess]]:
-    """Two workers competing on one queue, for the whole session."""
+    """Two workers competing on one queue, for the whole module."""
     logs = tmp_path_factory.mktemp("worker-logs")
-    procs = [WorkerProcess(worker_env(amqp_url, worker_queue), logs / f"w{i}.log", f"w{i}") for i in (1, 2)]
+    procs = [WorkerProcess(worker_env(broker, worker_queue), logs / f"w{i}.log", f"w{i}") for i in (1, 2)]
     for proc in procs:
         proc.start()
     yield procs
@@ -61,8 +86,8 @@ def workers(
 
 
 @pytest.fixture
-async def kazoo(amqp_url: str) -> AsyncIterator[KazooCallflow]:
-    async with KazooCallflow(amqp_url) as side:
+async def kazoo(broker: str) -> AsyncIterator[KazooCallflow]:
+    async with KazooCallflow(broker) as side:
         yield side
 
 
@@ -72,8 +97,3 @@ async def dev() -> AsyncIterator[DevServer]:
     await server.start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-def tmp_logs(tmp_path: Path) -> Path:
-    return tmp_path

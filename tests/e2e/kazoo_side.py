@@ -21,6 +21,7 @@ import orjson
 import pamqp.encode
 from aio_pika.abc import AbstractIncomingMessage, ExchangeType
 
+from pivot_worker import amqp_compat
 from pivot_worker.names import encode_key_part
 
 _U64 = struct.Struct(">Q")
@@ -35,6 +36,7 @@ def _kazoo_timestamp(value: Any) -> bytes:
 
 
 pamqp.encode.METHODS["timestamp"] = _kazoo_timestamp
+amqp_compat.install()  # this side reads its own microsecond timestamps back (e.g. in returned messages)
 
 
 def base_call(call_id: str, controller_queue: str, realm: str = "sip.example.com") -> dict[str, Any]:
@@ -235,3 +237,51 @@ class KazooCallflow:
 
 def clone(obj: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(obj)
+
+
+@dataclass
+class FlowRun:
+    """What a stand-in ``cf_exe`` did with one flow: the nodes it ran and the pivot node it reached."""
+
+    modules: list[str]
+    pivot: dict[str, Any] | None
+
+
+def run_flow(flow: dict[str, Any], call: dict[str, Any], gather_digits: list[str]) -> FlowRun:
+    """Walk a flow the way Kazoo's callflow engine would on the happy path, following ``_`` children.
+
+    ``collect_dtmf`` for a Gather's collection (``pivot_g*``) stores the next scripted digits in the
+    call's ``dtmf_collections``, as Kazoo's module does; other collections (digit flushing) get none.
+    The walk stops at a ``pivot`` node (whose pivot_req the caller sends next) or at ``hangup``.
+    """
+    modules: list[str] = []
+    node: dict[str, Any] | None = flow
+    kvs = call.setdefault("Key-Value-Store", {})
+    while node is not None:
+        module, data = node["module"], node.get("data", {})
+        modules.append(module)
+        if module == "pivot":
+            return FlowRun(modules, node)
+        if module == "hangup":
+            return FlowRun(modules, None)
+        if module == "collect_dtmf":
+            name = data.get("collection_name", "default")
+            if name.startswith("pivot_g") and gather_digits:
+                kvs.setdefault("dtmf_collections", {})[name] = gather_digits.pop(0)
+        node = node.get("children", {}).get("_")
+    return FlowRun(modules, None)
+
+
+def next_pivot_req(pivot_node: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
+    """The pivot_req ``cf_pivot`` builds from a nested pivot node's data (kazoo-wire.md 2.2)."""
+    data = pivot_node["data"]
+    return pivot_req(
+        call,
+        data["voice_url"],
+        **{
+            "HTTP-Method": str(data.get("method", "get")).lower(),
+            "Request-Format": data.get("req_format", "kazoo"),
+            "Request-Body-Format": data.get("req_body_format", "form"),
+            "Debug": bool(data.get("debug", False)),
+        },
+    )

@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,10 @@ TTS = '{"module": "tts", "data": {"text": "Hello"}}'
 
 
 @pytest.fixture
-def own_queue(amqp_url: str) -> Iterator[str]:
+async def own_queue(broker: str) -> AsyncIterator[str]:
     name = f"pivot_lifecycle_{uuid.uuid4().hex[:8]}"
     yield name
-    asyncio.run(delete_queues(amqp_url, name, f"{name}.dead"))
+    await delete_queues(broker, name, f"{name}.dead")
 
 
 def hold_first(dev: DevServer, count: int) -> Any:
@@ -61,16 +61,16 @@ async def assert_each_answered_once(sides: list[CallSide], timeout: float = 8.0)
 
 
 async def test_sigkill_with_unacked_requests_loses_none(
-    amqp_url: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+    broker: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
 ) -> None:
     handler = hold_first(dev, 5)
     url = dev.route("/held", handler)
-    victim = WorkerProcess(worker_env(amqp_url, own_queue), tmp_path / "victim.log", "victim").start()
+    victim = WorkerProcess(worker_env(broker, own_queue), tmp_path / "victim.log", "victim").start()
     sides = await publish_calls(kazoo, url, 5)
     await dev.wait_seen("/held", 5)  # the victim holds all five, unacked
     victim.kill()
     assert all(side.events == [] for side in sides)
-    rescuer = WorkerProcess(worker_env(amqp_url, own_queue), tmp_path / "rescuer.log", "rescuer").start()
+    rescuer = WorkerProcess(worker_env(broker, own_queue), tmp_path / "rescuer.log", "rescuer").start()
     try:
         await assert_each_answered_once(sides)
     finally:
@@ -78,14 +78,14 @@ async def test_sigkill_with_unacked_requests_loses_none(
 
 
 async def test_sigterm_drains_in_flight_requests_then_exits(
-    amqp_url: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+    broker: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
 ) -> None:
     async def slow(_r: web.Request) -> web.StreamResponse:
         await asyncio.sleep(1.0)
         return web.Response(text=TTS, content_type="application/json")
 
     url = dev.route("/slow", slow)
-    worker = WorkerProcess(worker_env(amqp_url, own_queue), tmp_path / "w.log", "drainer").start()
+    worker = WorkerProcess(worker_env(broker, own_queue), tmp_path / "w.log", "drainer").start()
     sides = await publish_calls(kazoo, url, 3)
     await dev.wait_seen("/slow", 3)
     code = await asyncio.to_thread(worker.stop)
@@ -95,11 +95,11 @@ async def test_sigterm_drains_in_flight_requests_then_exits(
 
 
 async def test_requests_left_after_the_grace_period_are_requeued_for_another_worker(
-    amqp_url: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+    broker: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
 ) -> None:
     handler = hold_first(dev, 2)
     url = dev.route("/held", handler)
-    env = worker_env(amqp_url, own_queue, PIVOT_SHUTDOWN_GRACE_S="0.3")
+    env = worker_env(broker, own_queue, PIVOT_SHUTDOWN_GRACE_S="0.3")
     first = WorkerProcess(env, tmp_path / "first.log", "first").start()
     sides = await publish_calls(kazoo, url, 2)
     await dev.wait_seen("/held", 2)
@@ -134,10 +134,10 @@ def _close_broker_connection(node: str) -> None:
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl to drop a connection")
 async def test_worker_reconnects_after_losing_the_broker_connection(
-    amqp_url: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+    broker: str, own_queue: str, kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
 ) -> None:
     url = dev.answer("/again", TTS)
-    worker = WorkerProcess(worker_env(amqp_url, own_queue), tmp_path / "w.log", "reconnector").start()
+    worker = WorkerProcess(worker_env(broker, own_queue), tmp_path / "w.log", "reconnector").start()
     try:
         before = await publish_calls(kazoo, url, 1)
         await assert_each_answered_once(before)

@@ -11,8 +11,11 @@ from pathlib import Path
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, name: str) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, name: str, args: tuple[str, ...] = ("--no-collector",)
+    ) -> None:
         self.env = env
+        self.args = args
         self.log_path = log_path
         self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
@@ -21,10 +24,13 @@ class WorkerProcess:
         full_env = {**os.environ, **self.env, "PIVOT_NODE": f"{self.name}@test"}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pivot_worker", "run"], env=full_env, stdout=self._log, stderr=self._log
+            [sys.executable, "-m", "pivot_worker", "run", *self.args],
+            env=full_env,
+            stdout=self._log,
+            stderr=self._log,
         )
         deadline = time.monotonic() + timeout
-        while "consuming" not in self.log():
+        while "pivot_worker.lifecycle: consuming" not in self.log():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
