@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 
-
 LIFECYCLE = "pivot_worker.lifecycle"
 
 
