@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from . import __version__, logs
+from .runtime import run_loop, stop_on_signals
 from .settings import Settings, SettingsError, parse_networks
 from .translate_cmd import register as register_translate
-
-
-def _run_loop(main: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
-        return asyncio.run(main)
-    result: int = uvloop.run(main)
-    return result
 
 
 async def _serve(settings: Settings, *, with_collector: bool) -> int:
@@ -28,15 +18,7 @@ async def _serve(settings: Settings, *, with_collector: bool) -> int:
     from .worker import Worker
 
     stop = asyncio.Event()
-    why: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        why.append(sig.name)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+    why = stop_on_signals(stop)
     # The embedded collector starts first: a taken API port or a bad tokens file fails start-up
     # before any request is taken.
     collector = Collector(settings) if with_collector else None
@@ -67,7 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     logs.configure(settings.log_level)
     try:
-        return _run_loop(_serve(settings, with_collector=not args.no_collector))
+        return run_loop(_serve(settings, with_collector=not args.no_collector))
     except (OSError, ValueError) as exc:
         print(f"pivot-worker: {exc}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +53,6 @@ class Decision:
     message: str = ""
     trace: PivotTrace | None = None
     dead_letter: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def origin_time(timestamp: datetime | None, received_at: float) -> float:

@@ -56,7 +56,6 @@ class Worker:
         self._consumer_tag: str | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._stopping = False
-        self.ready = asyncio.Event()
 
     async def start(self) -> None:
         """Connect, declare, open the HTTP client and start consuming."""
@@ -82,7 +81,6 @@ class Worker:
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
         self._consumer_tag = await queue.consume(self._on_message)
-        self.ready.set()
         lifecycle_log.info(
             "consuming %s on %s (prefetch %d, node %s)",
             self.settings.queue,
@@ -188,7 +186,7 @@ class Worker:
             _last_status(decision),
             trace.attempts if trace is not None else 0,
             (time.perf_counter() - started) * 1000.0,
-            f" error={decision.message!r}" if decision.reason is not None else "",
+            f" error={decision.message[:300]!r}" if decision.reason is not None else "",
         )
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 
 from .. import __version__, logs
+from ..runtime import run_loop, stop_on_signals
 from ..settings import Settings, SettingsError
 from .auth import TokenFileError
 from .migrate import SchemaTooNewError
@@ -25,21 +24,10 @@ from .service import Collector
 from .store import Store
 
 
-def _run_loop(main: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
-        return asyncio.run(main)
-    result: int = uvloop.run(main)
-    return result
-
-
 async def _run(settings: Settings, api: bool) -> int:
     collector = Collector(settings, api=api)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     await collector.start()
     await stop.wait()
     await collector.stop()
@@ -79,10 +67,10 @@ def _execute(args: argparse.Namespace) -> int:
         settings = _settings(args)
         logs.configure(settings.log_level)
         if args.command == "run":
-            return _run_loop(_run(settings, api=not args.no_api))
+            return run_loop(_run(settings, api=not args.no_api))
         if args.command == "migrate":
-            return _run_loop(_migrate(settings))
-        return _run_loop(_purge(settings))
+            return run_loop(_migrate(settings))
+        return run_loop(_purge(settings))
     except (SettingsError, TokenFileError, SchemaTooNewError) as exc:
         print(f"pivot-collector: {exc}", file=sys.stderr)
         return 2
