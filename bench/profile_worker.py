@@ -9,7 +9,8 @@ batches and background threads waiting in C (aiosqlite's, libuv's) would otherwi
 
 It prints the top 15 functions by self time (the innermost Python frame of a sample; time in C
 code such as uvloop or orjson is charged to the Python frame that called it, so ``Runner.run``
-stands for uvloop's own loop) and the share of samples per package, and keeps the raw stacks for a
+stands for uvloop's own loop), the share of samples per package and the project's own functions
+by inclusive time, and keeps the raw stacks for a
 flamegraph (``bench/results/profile-<variant>-<format>-<timestamp>.txt``).
 
 py-spy (``pip install py-spy``) attaches with ptrace, which needs root or
@@ -27,6 +28,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -48,31 +50,50 @@ def _package(path: str) -> str:
     return parts[0].removesuffix(".py") if len(parts) > 1 else f"stdlib:{parts[0].removesuffix('.py')}"
 
 
-def analyse(raw: str, top: int = 15) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
-    """Total samples, the ``top`` leaf functions by samples and the samples per package of the leaf."""
-    leaf_counts: Counter[str] = Counter()
-    package_counts: Counter[str] = Counter()
-    total = 0
+@dataclass
+class Profile:
+    """Sample counts from py-spy's raw output: per leaf function, per package, and inclusive."""
+
+    total: int = 0
+    leaves: Counter[str] = field(default_factory=Counter)
+    packages: Counter[str] = field(default_factory=Counter)
+    inclusive: Counter[str] = field(default_factory=Counter)
+
+
+def analyse(raw: str, own_package: str = "pivot_worker") -> Profile:
+    """Count samples by leaf function and its package, and inclusively for ``own_package``'s functions.
+
+    Inclusive counts give each of the project's functions every sample where it is on the stack
+    (once per sample, however deep the recursion), so the callees it pays for are visible.
+    """
+    profile = Profile()
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         frames = stack.split(";")
-        leaf = frames[-1]
-        match = FRAME.match(leaf)
-        package = _package(match.group("file")) if match else "?"
-        leaf_counts[leaf] += count
-        package_counts[package] += count
-        total += count
-    return total, leaf_counts.most_common(top), package_counts.most_common()
+        match = FRAME.match(frames[-1])
+        profile.leaves[frames[-1]] += count
+        profile.packages[_package(match.group("file")) if match else "?"] += count
+        profile.total += count
+        own = {f for f in frames if (m := FRAME.match(f)) and m.group("file").startswith(own_package + "/")}
+        for frame in own:
+            profile.inclusive[frame] += count
+    return profile
 
 
-def render(total: int, leaves: list[tuple[str, int]], packages: list[tuple[str, int]]) -> str:
-    lines = [f"{total} samples (busy only)", "", "top self time:", "   % | function (file)"]
-    lines += [f"{100 * n / total:5.1f} | {name}" for name, n in leaves]
-    lines += ["", "self time by package:"]
-    lines += [f"{100 * n / total:5.1f} | {name}" for name, n in packages if 100 * n / total >= 0.5]
+def render(profile: Profile, top: int = 15) -> str:
+    total = profile.total
+    lines = [f"{total} samples (holding the GIL)", "", f"top {top} by self time:", "    % | function (file)"]
+    lines += [f"{100 * n / total:5.1f} | {name}" for name, n in profile.leaves.most_common(top)]
+    lines += ["", "self time by package (>= 0.5%):"]
+    lines += [
+        f"{100 * n / total:5.1f} | {name}" for name, n in profile.packages.most_common() if n / total >= 0.005
+    ]
+    lines += ["", f"top {2 * top} of the project's functions by inclusive time (self + callees):"]
+    below_entry = [(name, n) for name, n in profile.inclusive.most_common() if n < 0.99 * total]  # not main()
+    lines += [f"{100 * n / total:5.1f} | {name}" for name, n in below_entry[: 2 * top]]
     return "\n".join(lines)
 
 
@@ -123,11 +144,11 @@ async def main_async(args: argparse.Namespace) -> int:
         stderr = (await spy.stderr.read()).decode(errors="replace") if spy and spy.stderr else ""
         print(f"profile_worker: py-spy wrote nothing:\n{stderr}", file=sys.stderr)
         return 1
-    total, leaves, packages = analyse(raw_path.read_text())
-    if total == 0:
+    profile = analyse(raw_path.read_text())
+    if profile.total == 0:
         print("profile_worker: no busy samples were recorded", file=sys.stderr)
         return 1
-    print(render(total, leaves, packages))
+    print(render(profile))
     print(f"\nraw stacks: {raw_path}")
     return 0
 
