@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 if __package__ in (None, ""):
-    import _bootstrap  # noqa: F401
+    import _bootstrap  # type: ignore[import-not-found]  # noqa: F401
 
 import aio_pika
 import aiohttp

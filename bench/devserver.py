@@ -19,7 +19,7 @@ import sys
 from typing import cast
 
 if __package__ in (None, ""):
-    import _bootstrap  # noqa: F401
+    import _bootstrap  # type: ignore[import-not-found]  # noqa: F401
 
 import uvloop
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    import _bootstrap  # noqa: F401
+    import _bootstrap  # type: ignore[import-not-found]  # noqa: F401
 
 import aiohttp
 import httpx

@@ -27,13 +27,14 @@ import time
 from typing import Any
 
 if __package__ in (None, ""):
-    import _bootstrap  # noqa: F401
+    import _bootstrap  # type: ignore[import-not-found]  # noqa: F401
 
 import aio_pika
 import orjson
 import pamqp.encode
 import uvloop
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from pamqp import common
 
 from bench.payloads import RequestFactory
 
@@ -46,8 +47,8 @@ _seconds_encoder = pamqp.encode.METHODS["timestamp"]
 def _raw_timestamp(value: Any) -> bytes:
     """Encode an ``int`` timestamp as is: Kazoo's Erlang client sends microseconds there."""
     if isinstance(value, int):
-        return pamqp.encode.common.Struct.timestamp.pack(value)
-    return _seconds_encoder(value)  # type: ignore[no-any-return]
+        return common.Struct.timestamp.pack(value)
+    return _seconds_encoder(value)
 
 
 pamqp.encode.METHODS["timestamp"] = _raw_timestamp

@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 if __package__ in (None, ""):
-    import _bootstrap  # noqa: F401
+    import _bootstrap  # type: ignore[import-not-found]  # noqa: F401
 
 import orjson
 import uvloop
@@ -145,7 +145,7 @@ class Bench:
 
     async def start(self) -> None:
         await self.control.connect()
-        assert self.control.connection is not None
+        assert self.control.connection is not None and self.control.connection.transport is not None
         props = self.control.connection.transport.connection.server_properties
         version = props.get("version", "")
         self.broker_version = version.decode() if isinstance(version, bytes) else str(version)
@@ -196,7 +196,7 @@ class Bench:
         return pids
 
     @staticmethod
-    def _cpu(before: Snapshot, after: Snapshot, requests: int, seconds: float) -> dict[str, dict[str, float]]:
+    def _cpu(before: Snapshot, after: Snapshot, requests: int, seconds: float) -> dict[str, Any]:
         used = after.since(before)
         grouped: dict[str, float] = {}
         for name, cpu_s in used.items():
