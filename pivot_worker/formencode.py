@@ -7,14 +7,31 @@ Nested values use the bracket form Kazoo and PHP-style servers expect (``Digits[
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus, urlsplit, urlunsplit
 
+_SAFE = re.compile(r"[A-Za-z0-9._~-]*")
+_KEY_CACHE: dict[str, str] = {}
+_KEY_CACHE_MAX = 4096
+
 
 def _escape(text: str) -> str:
-    # Keeps A-Z a-z 0-9 . - ~ _ ; space -> "+"; every other UTF-8 byte -> %XX (upper case).
+    """Keep ``A-Z a-z 0-9 . - ~ _``; space -> ``+``; every other UTF-8 byte -> ``%XX`` (upper case)."""
+    if _SAFE.fullmatch(text):
+        return text  # the common case (ids, numbers, realms) costs one regex match
     return quote_plus(text, safe="")
+
+
+def _escape_key(key: str) -> str:
+    """Like :func:`_escape`, memoised: param and collection names repeat on every request."""
+    escaped = _KEY_CACHE.get(key)
+    if escaped is None:
+        if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
+            _KEY_CACHE.clear()
+        escaped = _KEY_CACHE[key] = _escape(key)
+    return escaped
 
 
 def _scalar(value: Any) -> str:
@@ -25,22 +42,27 @@ def _scalar(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _pairs(key: str, value: Any) -> Iterator[str]:
+def _append(out: list[str], key: str, value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, Mapping):
+    if type(value) is str:
+        out.append(f"{key}={_escape(value)}")
+    elif isinstance(value, Mapping):
         for sub_key, sub_value in value.items():
-            yield from _pairs(f"{key}[{_escape(str(sub_key))}]", sub_value)
+            _append(out, f"{key}[{_escape_key(str(sub_key))}]", sub_value)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _pairs(f"{key}[]", item)
+            _append(out, f"{key}[]", item)
     else:
-        yield f"{key}={_escape(_scalar(value))}"
+        out.append(f"{key}={_escape(_scalar(value))}")
 
 
 def encode_form(params: Mapping[str, Any]) -> str:
     """``application/x-www-form-urlencoded`` body for ``params`` (nested as ``a[b]=v``, ``a[]=v``)."""
-    return "&".join(pair for key, value in params.items() for pair in _pairs(_escape(key), value))
+    out: list[str] = []
+    for key, value in params.items():
+        _append(out, _escape_key(key), value)
+    return "&".join(out)
 
 
 def _param_name(piece: str) -> str:

@@ -48,6 +48,7 @@ class WorkerMetrics:
             "pivot_stale_requests", "requests answered failed because they were stale", registry=r
         )
         self.in_flight = Gauge("pivot_in_flight_requests", "requests being served now", registry=r)
+        self._by_outcome: dict[tuple[str, str], Counter] = {}
 
     def watch_debug_drops(self, dropped: Callable[[], int]) -> None:
         gauge = Gauge(
@@ -58,7 +59,10 @@ class WorkerMetrics:
         gauge.set_function(lambda: float(dropped()))
 
     def observe(self, outcome: str, reason: str, seconds: float, trace: PivotTrace | None) -> None:
-        self.requests.labels(outcome, reason).inc()
+        counter = self._by_outcome.get((outcome, reason))
+        if counter is None:  # label lookups cost more than the increment: keep the children
+            counter = self._by_outcome[(outcome, reason)] = self.requests.labels(outcome, reason)
+        counter.inc()
         self.latency.observe(seconds)
         if reason == "stale":
             self.stale.inc()

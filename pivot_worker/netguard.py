@@ -47,6 +47,24 @@ class AddressPolicy:
 
     def __init__(self, allow: tuple[Network, ...] = ()) -> None:
         self.allow = allow
+        self._literal_hosts: dict[str, IPAddress | None] = {}
+
+    def literal_verdict(self, host: str) -> tuple[IPAddress | None, bool]:
+        """For a URL host: the IP address it names (None for a name) and whether it is allowed.
+
+        Memoised (bounded): the same few hosts come back on every request.
+        """
+        if host in self._literal_hosts:
+            ip = self._literal_hosts[host]
+        else:
+            try:
+                ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+            except ValueError:
+                ip = None
+            if len(self._literal_hosts) >= 4096:
+                self._literal_hosts.clear()
+            self._literal_hosts[host] = ip
+        return ip, ip is None or self.is_allowed(ip)
 
     def _allowed_by_list(self, ip: IPAddress) -> bool:
         return any(ip.version == net.version and ip in net for net in self.allow)
@@ -90,11 +108,8 @@ def check_url(url: str | URL, policy: AddressPolicy) -> URL:
     host = parsed.raw_host
     if not host:
         raise FetchError(f"URL {shown_url(parsed)} has no host", reason=Reason.INVALID_URL)
-    try:
-        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return parsed
-    if not policy.is_allowed(ip):
+    ip, allowed = policy.literal_verdict(host)
+    if not allowed:
         raise FetchError(
             f"URL host {ip} is in a blocked network (set PIVOT_ALLOW_NETWORKS to open it)",
             reason=Reason.BLOCKED_ADDRESS,

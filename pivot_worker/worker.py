@@ -177,6 +177,8 @@ class Worker:
             await asyncio.shield(message.nack(requeue=True))
 
     def _log(self, decision: Decision, started: float) -> None:
+        if not request_log.isEnabledFor(logging.INFO):
+            return
         trace = decision.trace
         request_log.info(
             "call_id=%s outcome=%s reason=%s status=%s attempts=%d ms=%.1f%s",

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlsplit
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pivot_worker.formencode import encode_form, merge_query
 
@@ -40,3 +43,14 @@ def test_merge_keeps_developer_query_and_drops_collisions_and_fragment() -> None
 
 def test_merge_with_no_params_keeps_query_clean() -> None:
     assert merge_query("http://h/p?x=1&", {}) == "http://h/p?x=1"
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=20), max_size=8))
+def test_any_flat_params_round_trip(params: dict[str, str]) -> None:
+    # parse_qsl(keep_blank_values) is the reference decoder; brackets in names are escaped too.
+    assert dict(parse_qsl(encode_form(params), keep_blank_values=True)) == params
+
+
+@given(st.text(max_size=30))
+def test_fast_path_and_quoting_agree(text: str) -> None:
+    assert encode_form({"k": text}) == "k=" + quote_plus(text, safe="")
