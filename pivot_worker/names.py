@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 # Exchanges, declared exactly as Kazoo declares them (durable=false, auto_delete=false).
 EXCHANGE_CALLMGR = "callmgr"  # topic: pivot_req
@@ -33,7 +34,6 @@ HEADER_CALL_ID = "call-id"
 HEADER_DEAD_REASON = "x-pivot-reason"
 HEADER_DEAD_DETAIL = "x-pivot-detail"
 
-_KEPT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-~_")
 _PID_QUEUE = re.compile(r"pid://(.*)/(.*)", re.DOTALL)
 
 
@@ -46,15 +46,9 @@ def encode_key_part(value: str) -> str:
     """
     if value in ("", "*", "#"):
         return value
-    out: list[str] = []
-    for byte in value.encode("utf-8"):
-        if byte in _KEPT:
-            out.append(chr(byte))
-        elif byte == 0x20:
-            out.append("+")
-        else:
-            out.append(f"%{byte:02X}")
-    return "".join(out)
+    # urllib's quote keeps exactly [A-Za-z0-9_.~-] and writes upper-case %XX; Kazoo also escapes
+    # "." and writes a space as "+" (a literal "%" is always quoted, so "%20" can only be a space).
+    return quote(value, safe="").replace(".", "%2E").replace("%20", "+")
 
 
 def pivot_req_routing_key(from_realm: str) -> str:

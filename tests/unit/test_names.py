@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pivot_worker import names
 
@@ -49,3 +51,18 @@ def test_reply_target_pid_with_slash_in_pid_takes_last_segment_as_queue() -> Non
     # Kazoo's regex is greedy: the queue is what follows the last "/".
     target = names.reply_target("pid://<a/b>/q1")
     assert (target.deliver_to_pid, target.routing_key) == ("<a/b>", "q1")
+
+
+def _reference_encoding(value: str) -> str:
+    # kazoo-wire.md 1.2, byte by byte.
+    kept = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-~_")
+    out = []
+    for byte in value.encode():
+        out.append(chr(byte) if byte in kept else "+" if byte == 0x20 else f"%{byte:02X}")
+    return "".join(out)
+
+
+@given(st.text(max_size=40))
+def test_encoding_matches_the_byte_by_byte_rule(value: str) -> None:
+    if value not in ("", "*", "#"):
+        assert names.encode_key_part(value) == _reference_encoding(value)
