@@ -14,22 +14,32 @@ from .vocabulary import ATTRIBUTES
 
 SCHEMA_WARNING = "12200"
 DTMF_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#")
+_NO_ATTRIBUTES: frozenset[str] = frozenset()
+
+Values = dict[str, str]
+"""An element's attributes, read with one call into lxml (each ``element.get`` is a call of its own)."""
 
 
-def check_known(element: etree._Element, st: State) -> None:
-    """Warn (12200) about every attribute this element does not define."""
-    known = ATTRIBUTES.get(str(element.tag), frozenset())
-    for name in element.attrib:
-        if name not in known:
-            st.warn(
-                element,
-                SCHEMA_WARNING,
-                f"unknown attribute {name!r} on <{element.tag}> is ignored (names are case-sensitive)",
-            )
+def read(element: etree._Element, st: State) -> Values:
+    """The element's attributes (one call into lxml), after a 12200 warning for each unknown one."""
+    values: Values = dict(element.items())  # type: ignore[arg-type]  # lxml gives str, stubs say bytes too
+    if values:
+        known = ATTRIBUTES.get(str(element.tag), _NO_ATTRIBUTES)
+        if not known.issuperset(values):
+            for name in values:
+                if name not in known:
+                    st.warn(
+                        element,
+                        SCHEMA_WARNING,
+                        f"unknown attribute {name!r} on <{element.tag}> is ignored "
+                        "(names are case-sensitive)",
+                    )
+    return values
 
 
 def integer(
     element: etree._Element,
+    values: Values,
     st: State,
     name: str,
     default: int,
@@ -39,7 +49,7 @@ def integer(
     maximum: int | None = None,
 ) -> int:
     """A whole number in ``[minimum, maximum]``; out of range or malformed: warn, use ``default``."""
-    raw = element.get(name)
+    raw = values.get(name)
     if raw is None:
         return default
     text = raw.strip()
@@ -55,8 +65,8 @@ def integer(
     return value
 
 
-def boolean(element: etree._Element, st: State, name: str, default: bool, code: str) -> bool:
-    raw = element.get(name)
+def boolean(element: etree._Element, values: Values, st: State, name: str, default: bool, code: str) -> bool:
+    raw = values.get(name)
     if raw is None:
         return default
     lowered = raw.strip().lower()
@@ -68,9 +78,9 @@ def boolean(element: etree._Element, st: State, name: str, default: bool, code: 
     return default
 
 
-def method(element: etree._Element, st: State, code: str, name: str = "method") -> str:
+def method(element: etree._Element, values: Values, st: State, code: str, name: str = "method") -> str:
     """``get`` or ``post`` (Twilio's default is POST), lower-cased for ``callflows.pivot``."""
-    raw = element.get(name)
+    raw = values.get(name)
     if raw is None or not raw.strip():
         return "post"
     lowered = raw.strip().lower()
@@ -81,9 +91,15 @@ def method(element: etree._Element, st: State, code: str, name: str = "method") 
 
 
 def choice(
-    element: etree._Element, st: State, name: str, allowed: tuple[str, ...], default: str, code: str
+    element: etree._Element,
+    values: Values,
+    st: State,
+    name: str,
+    allowed: tuple[str, ...],
+    default: str,
+    code: str,
 ) -> str:
-    raw = element.get(name)
+    raw = values.get(name)
     if raw is None:
         return default
     if raw in allowed:
@@ -93,9 +109,9 @@ def choice(
     return default
 
 
-def finish_key(element: etree._Element, st: State, default: str, code: str) -> str:
+def finish_key(element: etree._Element, values: Values, st: State, default: str, code: str) -> str:
     """One DTMF key or ``""`` (none)."""
-    raw = element.get("finishOnKey")
+    raw = values.get("finishOnKey")
     if raw is None:
         return default
     if raw == "" or raw in DTMF_KEYS:
@@ -105,10 +121,10 @@ def finish_key(element: etree._Element, st: State, default: str, code: str) -> s
 
 
 def unsupported(
-    element: etree._Element, st: State, name: str, why: str, *, unless: tuple[str, ...] = ()
+    element: etree._Element, values: Values, st: State, name: str, why: str, *, unless: tuple[str, ...] = ()
 ) -> None:
     """Warn that attribute ``name`` cannot be honoured on Kazoo, unless its value is harmless."""
-    raw = element.get(name)
+    raw = values.get(name)
     if raw is not None and raw.strip() not in unless:
         st.warn(element, "kazoo-unsupported", f"{name}={raw!r} is ignored: {why}")
 

@@ -53,6 +53,7 @@ _MAC_BYTES = 16
 _DOMAIN = b"pivot-worker continuation\x00"
 _COMPRESS_OVER = 400  # below this zlib costs more time than the bytes it saves
 _MAX_PAYLOAD = 64 * 1024
+_URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64 -> base64url, as base64.urlsafe_b64encode does
 _TRAILING_TOKEN = re.compile(r"[?&]" + TOKEN_PARAM + r"=([^&]*)$")
 
 
@@ -86,21 +87,49 @@ def _require_key(key: bytes) -> None:
 
 
 def _payload(cont: Continuation) -> dict[str, Any]:
-    out: dict[str, Any] = {"c": cont.call_id, "i": cont.iteration, "k": _KIND_CODES[cont.kind]}
-    if cont.variables:
-        out["v"] = cont.variables
-    if cont.collection:
-        out["n"] = cont.collection
-    if cont.action_on_empty:
+    return payload(
+        cont.call_id,
+        cont.iteration,
+        cont.kind,
+        cont.variables,
+        collection=cont.collection,
+        action_on_empty=cont.action_on_empty,
+        remaining=cont.remaining,
+        base_url=cont.base_url,
+        recording_url=cont.recording_url,
+        dial_status=cont.dial_status,
+    )
+
+
+def payload(
+    call_id: str,
+    iteration: int,
+    kind: str,
+    variables: dict[str, str],
+    *,
+    collection: str = "",
+    action_on_empty: bool = False,
+    remaining: str = "",
+    base_url: str = "",
+    recording_url: str = "",
+    dial_status: str = "",
+) -> dict[str, Any]:
+    """The JSON object a token carries for these :class:`Continuation` fields (defaults left out)."""
+    out: dict[str, Any] = {"c": call_id, "i": iteration, "k": _KIND_CODES[kind]}
+    if variables:
+        out["v"] = variables
+    if collection:
+        out["n"] = collection
+    if action_on_empty:
         out["e"] = 1
-    if cont.remaining:
-        out["r"] = cont.remaining
-    if cont.base_url:
-        out["u"] = cont.base_url
-    if cont.recording_url:
-        out["ru"] = cont.recording_url
-    if cont.dial_status:
-        out["ds"] = cont.dial_status
+    if remaining:
+        out["r"] = remaining
+    if base_url:
+        out["u"] = base_url
+    if recording_url:
+        out["ru"] = recording_url
+    if dial_status:
+        out["ds"] = dial_status
     return out
 
 
@@ -110,17 +139,19 @@ def _mac(key: bytes, version: int, body: bytes) -> bytes:
 
 def seal_continuation(cont: Continuation, key: bytes) -> str:
     """Encode and sign ``cont``; raises ``PivotError(limit_exceeded)`` if the token is too large."""
+    return seal_payload(_payload(cont), key)
+
+
+def seal_payload(data: dict[str, Any], key: bytes) -> str:
+    """Encode and sign a :func:`payload` (the translator builds one without a ``Continuation``)."""
     _require_key(key)
-    raw = orjson.dumps(_payload(cont))
+    raw = orjson.dumps(data)
     if len(raw) > _COMPRESS_OVER:
         version, body = _ZLIB, zlib.compress(raw, 6)
     else:
         version, body = _RAW, raw
-    token = (
-        base64.urlsafe_b64encode(bytes((version,)) + _mac(key, version, body) + body)
-        .rstrip(b"=")
-        .decode("ascii")
-    )
+    blob = bytes((version,)) + _mac(key, version, body) + body
+    token = binascii.b2a_base64(blob, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
     if len(token) > MAX_TOKEN_CHARS:
         raise PivotError(
             f"the state carried to the next request needs {len(token)} characters; at most "

@@ -30,8 +30,8 @@ def variables(parent: etree._Element, st: State) -> None:
                 Reason.SCHEMA_ERROR,
             )
             continue
-        attrs.check_known(child, st)
-        key, value = child.get("key"), child.get("value", "")
+        values = attrs.read(child, st)
+        key, value = values.get("key"), values.get("value", "")
         if not key or len(key) > MAX_VARIABLE_KEY_CHARS:
             st.error(
                 child,
@@ -55,14 +55,14 @@ def variables(parent: etree._Element, st: State) -> None:
 
 
 def set_variables(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
-    attrs.check_known(element, st)
+    attrs.read(element, st)
     variables(element, st)
     return Step([])
 
 
 def redirect(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
-    attrs.check_known(element, st)
-    method = attrs.method(element, st, "redirect-method")
+    a = attrs.read(element, st)
+    method = attrs.method(element, a, st, "redirect-method")
     variables(element, st)
     target = attrs.own_text(element)
     if not target:
@@ -73,16 +73,16 @@ def redirect(element: etree._Element, st: State, rest: list[etree._Element]) -> 
 
 
 def hangup(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
-    attrs.check_known(element, st)
+    attrs.read(element, st)
     return Step([st.node(element, "hangup", {})], terminal=True)
 
 
 def reject(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
-    attrs.check_known(element, st)
-    reason = attrs.choice(element, st, "reason", tuple(REJECT_CODES), "rejected", "reject-reason")
+    a = attrs.read(element, st)
+    reason = attrs.choice(element, a, st, "reason", tuple(REJECT_CODES), "rejected", "reject-reason")
     code, message = REJECT_CODES[reason]
     data: dict[str, object] = {"code": code, "message": message}
-    prompt = element.get("prompt")
+    prompt = a.get("prompt")
     if prompt:
         data["media"] = st.url(element, prompt, "<Reject> prompt")
     return Step([st.node(element, "response", data)], terminal=True)
@@ -90,11 +90,11 @@ def reject(element: etree._Element, st: State, rest: list[etree._Element]) -> St
 
 def enqueue(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
     """``<Enqueue>`` into a Kazoo ACDc queue, named by its id (Kazoo has no queues by name)."""
-    attrs.check_known(element, st)
-    method = attrs.method(element, st, "enqueue-method")
-    attrs.unsupported(element, st, "waitUrl", "the ACDc queue plays its own music on hold")
-    attrs.unsupported(element, st, "maxQueueSize", "queue size is part of the ACDc queue's settings")
-    attrs.unsupported(element, st, "workflowSid", "TaskRouter does not exist on Kazoo")
+    a = attrs.read(element, st)
+    method = attrs.method(element, a, st, "enqueue-method")
+    attrs.unsupported(element, a, st, "waitUrl", "the ACDc queue plays its own music on hold")
+    attrs.unsupported(element, a, st, "maxQueueSize", "queue size is part of the ACDc queue's settings")
+    attrs.unsupported(element, a, st, "workflowSid", "TaskRouter does not exist on Kazoo")
     queue = (element.text or "").strip()
     if not _QUEUE_ID.match(queue):
         st.error(
@@ -105,7 +105,7 @@ def enqueue(element: etree._Element, st: State, rest: list[etree._Element]) -> S
         )
         return Step([], terminal=True)
     node = st.node(element, "acdc_member", {"id": queue})
-    action = element.get("action")
+    action = a.get("action")
     if action:
         node["children"] = {
             "_": st.callback(

@@ -74,23 +74,25 @@ def _failure_children(targets: dict[str, Node], offnet: bool, failed: Node) -> d
 
 
 def _conference(noun: etree._Element, st: State) -> Node | None:
-    attrs.check_known(noun, st)
+    na = attrs.read(noun, st)
     room = (noun.text or "").strip()
     if not room or len(room) > 128:
         st.error(noun, "13237", "<Conference> needs a room name of 1 to 128 characters", Reason.SCHEMA_ERROR)
         return None
-    muted = attrs.boolean(noun, st, "muted", False, "13230")
-    start = attrs.boolean(noun, st, "startConferenceOnEnter", True, "13232")
-    if attrs.boolean(noun, st, "endConferenceOnExit", False, "13231"):
+    muted = attrs.boolean(noun, na, st, "muted", False, "13230")
+    start = attrs.boolean(noun, na, st, "startConferenceOnEnter", True, "13232")
+    if attrs.boolean(noun, na, st, "endConferenceOnExit", False, "13231"):
         st.warn(
             noun,
             "kazoo-unsupported",
             "endConferenceOnExit is ignored: Kazoo rooms end when the last member leaves",
         )
-    beep = attrs.choice(noun, st, "beep", ("true", "false", "onEnter", "onExit"), "true", "13235")
-    attrs.unsupported(noun, st, "waitUrl", "the room's own music on hold plays while waiting", unless=("",))
+    beep = attrs.choice(noun, na, st, "beep", ("true", "false", "onEnter", "onExit"), "true", "13235")
     attrs.unsupported(
-        noun, st, "record", "conference recording is configured on Kazoo", unless=("do-not-record",)
+        noun, na, st, "waitUrl", "the room's own music on hold plays while waiting", unless=("",)
+    )
+    attrs.unsupported(
+        noun, na, st, "record", "conference recording is configured on Kazoo", unless=("do-not-record",)
     )
     entry, leave = beep in ("true", "onEnter"), beep in ("true", "onExit")
     member = {"join_muted": muted, "join_deaf": False}
@@ -103,9 +105,9 @@ def _conference(noun: etree._Element, st: State) -> Node | None:
         "play_entry_tone": entry,
         "play_exit_tone": leave,
     }
-    if noun.get("maxParticipants") is not None:
+    if na.get("maxParticipants") is not None:
         config["max_participants"] = attrs.integer(
-            noun, st, "maxParticipants", 250, "conference-max", minimum=2, maximum=250
+            noun, na, st, "maxParticipants", 250, "conference-max", minimum=2, maximum=250
         )
     scope = f"{st.ctx.account_id}:{room}".encode()
     data: dict[str, object] = {
@@ -120,7 +122,7 @@ def _conference(noun: etree._Element, st: State) -> Node | None:
 
 
 def _endpoint_id(noun: etree._Element, st: State) -> str | None:
-    attrs.check_known(noun, st)
+    attrs.read(noun, st)
     value = (noun.text or "").strip()
     if not _ENDPOINT_ID.match(value):
         st.error(
@@ -134,23 +136,25 @@ def _endpoint_id(noun: etree._Element, st: State) -> str | None:
 
 
 def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
-    attrs.check_known(element, st)
-    method = attrs.method(element, st, "13210")
-    timeout = attrs.integer(element, st, "timeout", 30, "13212", minimum=1, maximum=3600)
+    a = attrs.read(element, st)
+    method = attrs.method(element, a, st, "13210")
+    timeout = attrs.integer(element, a, st, "timeout", 30, "13212", minimum=1, maximum=3600)
     strategy = attrs.choice(
-        element, st, "strategy", ("simultaneous", "single"), "simultaneous", "dial-strategy"
+        element, a, st, "strategy", ("simultaneous", "single"), "simultaneous", "dial-strategy"
     )
-    attrs.unsupported(element, st, "timeLimit", "Kazoo's dial modules have no call time limit")
+    attrs.unsupported(element, a, st, "timeLimit", "Kazoo's dial modules have no call time limit")
     attrs.unsupported(
-        element, st, "hangupOnStar", "Kazoo's dial modules cannot end a bridge on *", unless=("false",)
+        element, a, st, "hangupOnStar", "Kazoo's dial modules cannot end a bridge on *", unless=("false",)
     )
-    attrs.unsupported(element, st, "hangupOn", "Kazoo's dial modules cannot end a bridge on a key")
-    attrs.unsupported(element, st, "answerOnBridge", "Kazoo answers as its modules decide", unless=("false",))
-    attrs.unsupported(element, st, "ringTone", "use Kazoo's ringback settings")
+    attrs.unsupported(element, a, st, "hangupOn", "Kazoo's dial modules cannot end a bridge on a key")
     attrs.unsupported(
-        element, st, "sequential", "Kazoo rings a <Dial>'s endpoints together", unless=("false",)
+        element, a, st, "answerOnBridge", "Kazoo answers as its modules decide", unless=("false",)
     )
-    attrs.unsupported(element, st, "recordingStatusCallback", "no recording status callbacks on Kazoo")
+    attrs.unsupported(element, a, st, "ringTone", "use Kazoo's ringback settings")
+    attrs.unsupported(
+        element, a, st, "sequential", "Kazoo rings a <Dial>'s endpoints together", unless=("false",)
+    )
+    attrs.unsupported(element, a, st, "recordingStatusCallback", "no recording status callbacks on Kazoo")
 
     nouns = [child for child in element if isinstance(child.tag, str)]
     text = attrs.own_text(element)
@@ -191,7 +195,7 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
                 Reason.SCHEMA_ERROR,
             )
             return Step([], terminal=True)
-        if element.get("action"):
+        if a.get("action"):
             st.warn(
                 element, "kazoo-unsupported", "action is ignored: Kazoo's conference module keeps the call"
             )
@@ -199,7 +203,7 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
         return Step([node] if node else [], terminal=True)
 
     prefix: list[Node] = []
-    caller_id = element.get("callerId")
+    caller_id = a.get("callerId")
     if caller_id is not None:
         if _NUMBER.match(caller_id.strip()):
             prefix.append(st.node(element, "set_cid", {"caller_id_number": caller_id.strip()}))
@@ -207,7 +211,7 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
             st.warn(
                 element, "13214", f"callerId={caller_id!r} is not a phone number; the caller's number is kept"
             )
-    record = element.get("record")
+    record = a.get("record")
     if record is not None and record not in _RECORD_ON and record not in ("false", "do-not-record"):
         st.warn(element, "dial-record", f"record={record!r} is not a Twilio record mode; not recording")
     elif record in _RECORD_ON:
@@ -232,9 +236,11 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
             )
             return Step([], terminal=True)
         if nouns:
-            attrs.check_known(nouns[0], st)
-            attrs.unsupported(nouns[0], st, "sendDigits", "Kazoo cannot send digits once the number answers")
-            attrs.unsupported(nouns[0], st, "url", "Kazoo cannot play a whisper to the called party")
+            na = attrs.read(nouns[0], st)
+            attrs.unsupported(
+                nouns[0], na, st, "sendDigits", "Kazoo cannot send digits once the number answers"
+            )
+            attrs.unsupported(nouns[0], na, st, "url", "Kazoo cannot play a whisper to the called party")
         number = _number(nouns[0] if nouns else element, st, (nouns[0].text or "") if nouns else text)
         if number is None:
             return Step([], terminal=True)
@@ -264,7 +270,7 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
                 element, "ring_group", {"endpoints": endpoints, "timeout": timeout, "strategy": strategy}
             )
 
-    action = element.get("action")
+    action = a.get("action")
     if action:
         url = st.url(element, action, "<Dial> action")
         outcome = {

@@ -44,16 +44,16 @@ def remaining_twiml(rest: list[etree._Element]) -> str:
 
 
 def gather(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
-    attrs.check_known(element, st)
-    method = attrs.method(element, st, "13312")
-    timeout = attrs.integer(element, st, "timeout", 5, "13313", minimum=1, maximum=MAX_TIMEOUT_S)
-    key = attrs.finish_key(element, st, "#", "13310")
+    a = attrs.read(element, st)
+    method = attrs.method(element, a, st, "13312")
+    timeout = attrs.integer(element, a, st, "timeout", 5, "13313", minimum=1, maximum=MAX_TIMEOUT_S)
+    key = attrs.finish_key(element, a, st, "#", "13310")
     digits = attrs.integer(
-        element, st, "numDigits", UNLIMITED_DIGITS, "13314", minimum=1, maximum=UNLIMITED_DIGITS
+        element, a, st, "numDigits", UNLIMITED_DIGITS, "13314", minimum=1, maximum=UNLIMITED_DIGITS
     )
-    on_empty = attrs.boolean(element, st, "actionOnEmptyResult", False, "13338")
-    barge_in = attrs.boolean(element, st, "bargeIn", True, "gather-bargein")
-    if "speech" in (element.get("input") or "dtmf").lower():
+    on_empty = attrs.boolean(element, a, st, "actionOnEmptyResult", False, "13338")
+    barge_in = attrs.boolean(element, a, st, "bargeIn", True, "gather-bargein")
+    if "speech" in (a.get("input") or "dtmf").lower():
         st.warn(
             element,
             "kazoo-unsupported",
@@ -102,7 +102,7 @@ def gather(element: etree._Element, st: State, rest: list[etree._Element]) -> St
             },
         )
     )
-    action = st.url(element, element.get("action") or st.ctx.document_url, "<Gather> action")
+    action = st.url(element, a.get("action") or st.ctx.document_url, "<Gather> action")
     remaining = remaining_twiml(rest)
     nodes.append(
         st.callback(

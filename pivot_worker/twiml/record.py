@@ -28,29 +28,29 @@ def recording_location(storage_url: str, call_id: str) -> str:
 
 
 def record(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
-    attrs.check_known(element, st)
-    method = attrs.method(element, st, "13610")
-    max_length = attrs.integer(element, st, "maxLength", 3600, "13612", minimum=1)
-    beep = attrs.boolean(element, st, "playBeep", True, "record-playbeep")
-    if element.get("timeout") is not None:
-        attrs.integer(element, st, "timeout", 5, "13611", minimum=0)
+    a = attrs.read(element, st)
+    method = attrs.method(element, a, st, "13610")
+    max_length = attrs.integer(element, a, st, "maxLength", 3600, "13612", minimum=1)
+    beep = attrs.boolean(element, a, st, "playBeep", True, "record-playbeep")
+    if a.get("timeout") is not None:
+        attrs.integer(element, a, st, "timeout", 5, "13611", minimum=0)
         st.warn(
             element,
             "kazoo-unsupported",
             "timeout is ignored: Kazoo's record_caller does not stop on silence, only on a key, "
             "a hang-up or maxLength",
         )
-    key = element.get("finishOnKey")
+    key = a.get("finishOnKey")
     if key is not None and set(key) != set(DTMF_KEYS):
         st.warn(
             element, "kazoo-unsupported", f"finishOnKey={key!r} is ignored: any key ends a Kazoo recording"
         )
     attrs.unsupported(
-        element, st, "transcribe", "Kazoo's callflow engine cannot transcribe", unless=("false",)
+        element, a, st, "transcribe", "Kazoo's callflow engine cannot transcribe", unless=("false",)
     )
-    attrs.unsupported(element, st, "transcribeCallback", "Kazoo's callflow engine cannot transcribe")
-    attrs.unsupported(element, st, "recordingStatusCallback", "no recording status callbacks on Kazoo")
-    attrs.unsupported(element, st, "trim", "Kazoo does not trim silence", unless=("do-not-trim",))
+    attrs.unsupported(element, a, st, "transcribeCallback", "Kazoo's callflow engine cannot transcribe")
+    attrs.unsupported(element, a, st, "recordingStatusCallback", "no recording status callbacks on Kazoo")
+    attrs.unsupported(element, a, st, "trim", "Kazoo does not trim silence", unless=("do-not-trim",))
     if any(isinstance(child.tag, str) for child in element):
         st.warn(element, attrs.SCHEMA_WARNING, "<Record> takes no nested elements; they are ignored")
 
@@ -58,7 +58,7 @@ def record(element: etree._Element, st: State, rest: list[etree._Element]) -> St
     if time_limit != max_length:
         st.warn(element, "13612", f"maxLength={max_length} is outside Kazoo's 5..10800 s; using {time_limit}")
 
-    custom = element.get("recordingUrl")
+    custom = a.get("recordingUrl")
     storage = st.url(element, custom, "<Record> recordingUrl") if custom else ""
     if not storage and st.ctx.recording_url:
         storage = st.url(element, st.ctx.recording_url, "PIVOT_RECORDING_URL")
@@ -79,6 +79,6 @@ def record(element: etree._Element, st: State, rest: list[etree._Element]) -> St
     if beep:
         nodes.append(st.node(element, "play", {"id": BEEP, "terminators": []}))
     nodes.append(st.node(element, "record_caller", data))
-    action = st.url(element, element.get("action") or st.ctx.document_url, "<Record> action")
+    action = st.url(element, a.get("action") or st.ctx.document_url, "<Record> action")
     nodes.append(st.callback(element, action, method, continuation.RECORD, recording_url=location))
     return Step(nodes, terminal=True)

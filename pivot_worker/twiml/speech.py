@@ -9,6 +9,7 @@ which the following ``collect_dtmf`` reads first. A nested ``<Pause>`` is played
 
 from __future__ import annotations
 
+import functools
 import re
 
 from lxml import etree
@@ -22,6 +23,7 @@ from .state import Node, State, Step
 TTS_ENGINES = ("flite", "google", "ispeech", "voicefabric")
 _VOICES = {"man": "male", "male": "male", "woman": "female", "female": "female", "alice": "female"}
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_MAX_LANGUAGE_CHARS = 64  # longer values are checked without the cache
 _SPACES = re.compile(r"\s+")
 _DIGITS = re.compile(r"^[0-9*#wWA-D]+$")
 DTMF_TONE_MS = 250  # per key; Kazoo's default of 2000 ms would make "1234" last eight seconds
@@ -29,11 +31,10 @@ DEFAULT_VOICE = "male"  # Twilio's documented default voice is "man"
 DEFAULT_LANGUAGE = "en-us"  # Twilio's en-US, in Kazoo's lower-case spelling
 
 
-def _voice(element: etree._Element, st: State) -> str:
-    raw = element.get("voice")
+def _voice(element: etree._Element, raw: str | None, st: State) -> str:
     if raw is None:
         return DEFAULT_VOICE
-    mapped = _VOICES.get(raw.strip().lower())
+    mapped = _VOICES.get(raw) or _VOICES.get(raw.strip().lower())
     if mapped is None:
         st.warn(
             element,
@@ -44,16 +45,26 @@ def _voice(element: etree._Element, st: State) -> str:
     return mapped
 
 
-def _language(element: etree._Element, st: State) -> str:
-    raw = element.get("language")
+def _language_tag(raw: str) -> str | None:
+    """Kazoo's spelling of a language tag (``en-US`` -> ``en-us``), or None if ``raw`` is not one."""
+    tag = raw.strip()
+    return tag.lower() if _LANGUAGE.match(tag) else None
+
+
+_cached_language_tag = functools.lru_cache(maxsize=256)(_language_tag)
+"""A worker sees the same few tags over and over; only short values are cached."""
+
+
+def _language(element: etree._Element, raw: str | None, st: State) -> str:
     if raw is None:
         return DEFAULT_LANGUAGE
-    if not _LANGUAGE.match(raw.strip()):
+    tag = _cached_language_tag(raw) if len(raw) <= _MAX_LANGUAGE_CHARS else _language_tag(raw)
+    if tag is None:
         st.warn(
             element, "say-language", f"language={raw!r} is not a language tag; using {DEFAULT_LANGUAGE!r}"
         )
         return DEFAULT_LANGUAGE
-    return raw.strip().lower()
+    return tag
 
 
 def _chunks(text: str) -> list[str]:
@@ -73,12 +84,17 @@ def _chunks(text: str) -> list[str]:
 
 
 def say(element: etree._Element, st: State, *, in_gather: bool = False, barge_in: bool = True) -> list[Node]:
-    attrs.check_known(element, st)
-    if any(isinstance(child.tag, str) for child in element):
-        st.warn(
-            element, "kazoo-unsupported", "SSML is not available on Kazoo's TTS: its text is spoken plainly"
-        )
-    raw = element.text or "" if len(element) == 0 else "".join(str(t) for t in element.itertext())
+    a = attrs.read(element, st)
+    if len(element) == 0:
+        raw = element.text or ""
+    else:
+        if any(isinstance(child.tag, str) for child in element):
+            st.warn(
+                element,
+                "kazoo-unsupported",
+                "SSML is not available on Kazoo's TTS: its text is spoken plainly",
+            )
+        raw = "".join(str(t) for t in element.itertext())
     text = " ".join(raw.split())
     if not text:
         st.warn(element, "13520", "<Say> has no text to speak; it is skipped")
@@ -90,9 +106,12 @@ def say(element: etree._Element, st: State, *, in_gather: bool = False, barge_in
             f"<Say> text is {len(text)} characters; at most {MAX_SAY_CHARS} are allowed",
             Reason.LIMIT_EXCEEDED,
         )
-    loop = attrs.integer(element, st, "loop", 1, "13322" if in_gather else "13510", minimum=0)
-    data: dict[str, object] = {"voice": _voice(element, st), "language": _language(element, st)}
-    engine = element.get("engine")
+    loop = attrs.integer(element, a, st, "loop", 1, "13322" if in_gather else "13510", minimum=0)
+    data: dict[str, object] = {
+        "voice": _voice(element, a.get("voice"), st),
+        "language": _language(element, a.get("language"), st),
+    }
+    engine = a.get("engine")
     if engine is not None:
         if engine in TTS_ENGINES:
             data["engine"] = engine
@@ -108,16 +127,16 @@ def say(element: etree._Element, st: State, *, in_gather: bool = False, barge_in
         st.warn(
             element,
             "kazoo-unsupported",
-            f"loop={element.get('loop')!r}: <Say> is repeated {MAX_SAY_LOOP} times",
+            f"loop={a.get('loop')!r}: <Say> is repeated {MAX_SAY_LOOP} times",
         )
         loop = MAX_SAY_LOOP
     return [st.node(element, "tts", {"text": chunk, **data}) for _ in range(loop) for chunk in chunks]
 
 
 def play(element: etree._Element, st: State, *, in_gather: bool = False, barge_in: bool = True) -> list[Node]:
-    attrs.check_known(element, st)
+    a = attrs.read(element, st)
     nodes: list[Node] = []
-    digits = element.get("digits")
+    digits = a.get("digits")
     if digits is not None:
         if _DIGITS.match(digits):
             nodes.append(st.node(element, "send_dtmf", {"digits": digits, "duration_ms": DTMF_TONE_MS}))
@@ -136,7 +155,7 @@ def play(element: etree._Element, st: State, *, in_gather: bool = False, barge_i
             )
         return nodes
     url = st.url(element, reference, "<Play> URL")
-    loop = attrs.integer(element, st, "loop", 1, "13410", minimum=0, maximum=MAX_PLAY_LOOP)
+    loop = attrs.integer(element, a, st, "loop", 1, "13410", minimum=0, maximum=MAX_PLAY_LOOP)
     data: dict[str, object] = {"id": url, "terminators": list(DTMF_KEYS) if in_gather and barge_in else []}
     if loop == 0:
         data["endless_playback"] = True
@@ -149,8 +168,8 @@ def play(element: etree._Element, st: State, *, in_gather: bool = False, barge_i
 def pause(
     element: etree._Element, st: State, *, in_gather: bool = False, barge_in: bool = True
 ) -> list[Node]:
-    attrs.check_known(element, st)
-    length = attrs.integer(element, st, "length", 1, "13910", minimum=1, maximum=86400)
+    a = attrs.read(element, st)
+    length = attrs.integer(element, a, st, "length", 1, "13910", minimum=1, maximum=86400)
     if in_gather:
         terminators = list(DTMF_KEYS) if barge_in else []
         return [

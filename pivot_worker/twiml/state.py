@@ -11,11 +11,14 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import fastjsonschema
 from lxml import etree
 
+from ..callflow.modules import PASS_THROUGH_MODULES, DataValidator, data_validator
+from ..callflow.validate import validate_flow
 from ..errors import Finding, PivotError, Reason, TranslationError
 from .context import TwimlContext
-from .continuation import Continuation, attach_token, seal_continuation
+from .continuation import attach_token, payload, seal_payload
 from .limits import MAX_FINDINGS, MAX_FLOW_NODES
 from .parse import Document
 from .urls import resolve_http_url
@@ -25,11 +28,30 @@ Walker = Callable[[Sequence[etree._Element], "State"], Node]
 
 PIVOT_TIMEOUT_CAP_MS = 5000  # callflows.pivot caps req_timeout_ms
 
+_VALIDATORS: dict[str, DataValidator] = {}
+
+
+def _validator(module: str) -> DataValidator:
+    """The data validator of a module the translator uses; KeyError for a module the flow
+    validator would refuse (``validate_flow`` then says so)."""
+    validator = data_validator(module)
+    if validator is None:
+        if module not in PASS_THROUGH_MODULES:
+            raise KeyError(module)
+        validator = _accept_as_is
+    _VALIDATORS[module] = validator
+    return validator
+
+
+def _accept_as_is(data: Any) -> Any:
+    """Pass-through modules: Kazoo validates and defaults their data itself."""
+    return data
+
 
 class State:
     """Findings and shared resources for translating one document."""
 
-    __slots__ = ("ctx", "doc", "errors", "nodes", "variables", "walk", "warnings")
+    __slots__ = ("checked", "ctx", "doc", "errors", "made", "nodes", "variables", "walk", "warnings")
 
     def __init__(self, ctx: TwimlContext, doc: Document, walk: Walker) -> None:
         self.ctx = ctx
@@ -38,7 +60,11 @@ class State:
         self.errors: list[tuple[Finding, Reason]] = []
         self.warnings: list[Finding] = []
         self.nodes = 0
+        self.made: list[tuple[str, dict[str, Any]]] = []
+        """``(module, data)`` of every node made, for :meth:`complete`."""
         self.variables: dict[str, str] = dict(ctx.continuation.variables) if ctx.continuation else {}
+        self.checked: set[str] = set()
+        """URLs that already passed ``ctx.check_url`` in this translation (each is checked once)."""
 
     # -- findings ------------------------------------------------------------------------------
 
@@ -87,7 +113,26 @@ class State:
                 f"the document needs more than {MAX_FLOW_NODES} callflow nodes; split it into several",
                 Reason.LIMIT_EXCEEDED,
             )
+        self.made.append((module, data))
         return {"module": module, "data": data, "children": children if children is not None else {}}
+
+    def complete(self, head: Node) -> Node:
+        """Check every node's ``data`` against its module's schema and fill in Kazoo's defaults.
+
+        The same compiled validators as :func:`~pivot_worker.callflow.validate.validate_flow`, run
+        over the list of nodes made instead of a walk of the tree: the tree's shape is right by
+        construction (modules are literals, children are nodes, at most :data:`MAX_FLOW_NODES`
+        nodes, so no deeper than that either). A translator bug that breaks a schema still fails
+        the document: ``validate_flow`` then runs on the whole flow and raises its located
+        ``schema_error`` findings.
+        """
+        try:
+            for module, data in self.made:
+                validator = _VALIDATORS.get(module) or _validator(module)
+                validator(data)
+        except (fastjsonschema.JsonSchemaValueException, KeyError):
+            return validate_flow(head)
+        return head
 
     # -- URLs ----------------------------------------------------------------------------------
 
@@ -95,7 +140,9 @@ class State:
         """Resolve ``reference`` (RFC 3986) and run the worker's safety check on the result."""
         try:
             url = resolve_http_url(base if base is not None else self.ctx.document_url, reference, what=what)
-            self.ctx.check_url(url)
+            if url not in self.checked:
+                self.ctx.check_url(url)
+                self.checked.add(url)
         except PivotError as exc:
             line, column = self.doc.locator.position(element)
             pointer = self.doc.locator.pointer(element)
@@ -125,11 +172,9 @@ class State:
                 f"{ctx.max_iterations}",
                 Reason.REDIRECT_LOOP,
             )
-        cont = Continuation(
-            call_id=ctx.call_id, iteration=following, kind=kind, variables=dict(self.variables), **fields
-        )
+        state = payload(ctx.call_id, following, kind, self.variables, **fields)  # serialised at once
         try:
-            token = seal_continuation(cont, ctx.continuation_key)
+            token = seal_payload(state, ctx.continuation_key)
         except PivotError as exc:
             if exc.reason is Reason.LIMIT_EXCEEDED:
                 raise self.fatal(element, "continuation-size", str(exc), Reason.LIMIT_EXCEEDED) from exc

@@ -3,8 +3,9 @@
 The document is parsed (hardened), its structure checked as a whole (unknown or misplaced
 elements are reported together, before anything is built), then its verbs are translated in
 order into a chain of callflow nodes linked by their ``_`` children. Running out of verbs hangs
-up, as on Twilio. The flow is finally checked and completed with Kazoo's defaults by
-:func:`~pivot_worker.callflow.validate.validate_flow`, so what we publish is what Kazoo would run.
+up, as on Twilio. Every node's data is finally checked and completed with Kazoo's defaults by the
+validators :func:`~pivot_worker.callflow.validate.validate_flow` uses (``State.complete``), so what
+we publish is what Kazoo would run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Callable, Sequence
 from lxml import etree
 
 from ..callflow.modules import PASS_THROUGH_MODULES, SUPPORTED_MODULES
-from ..callflow.validate import validate_flow
 from ..errors import Reason
 from . import attrs, control, dial, gather, record, speech
 from .context import Translation, TwimlContext
@@ -71,7 +71,7 @@ def translate_twiml(body: bytes, ctx: TwimlContext) -> Translation:
     st.raise_errors()
     head = walk(verbs, st)
     st.raise_errors()
-    return Translation(flow=validate_flow(head), warnings=st.warnings)
+    return Translation(flow=st.complete(head), warnings=st.warnings)
 
 
 def walk(verbs: Sequence[etree._Element], st: State) -> Node:
@@ -95,7 +95,7 @@ def check_structure(root: etree._Element, st: State) -> list[etree._Element]:
     """Report unknown, unsupported and misplaced elements; return the top-level verbs."""
     if (root.text or "").strip():
         st.warn(root, attrs.SCHEMA_WARNING, "text directly inside <Response> is ignored")
-    attrs.check_known(root, st)
+    attrs.read(root, st)
     verbs: list[etree._Element] = []
     count = 0
     for verb in root:

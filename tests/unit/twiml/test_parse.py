@@ -127,3 +127,18 @@ def test_locator_skips_byte_order_mark() -> None:
 
 def test_start_tag_scan() -> None:
     assert start_tag_offsets("<a><?p?><!--<b>--><c/></a>") == [0, 18]
+
+
+def test_depth_limit_in_utf16() -> None:
+    deep = "<Say>" * MAX_ELEMENT_DEPTH + "x" + "</Say>" * MAX_ELEMENT_DEPTH
+    for encoding in ("utf-16", "utf-16-be", "utf-16-le"):
+        declared = f'<?xml version="1.0" encoding="{encoding.upper()}"?>' if encoding != "utf-16" else ""
+        err = _error(f"{declared}<Response>{deep}</Response>".encode(encoding))
+        assert err.reason is Reason.LIMIT_EXCEEDED, encoding
+        assert err.findings[0].code == "nesting-depth", encoding
+
+
+def test_depth_at_the_limit_is_accepted() -> None:
+    nested = "<Say>" * (MAX_ELEMENT_DEPTH - 1) + "x" + "</Say>" * (MAX_ELEMENT_DEPTH - 1)
+    doc = parse_document(f"<Response>{nested}</Response>".encode())
+    assert doc.root.tag == "Response"
