@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import platform
 import secrets
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -52,6 +53,7 @@ from bench import report
 from bench.broker import BrokerControl
 from bench.procs import Child, Children
 from bench.procstat import Snapshot, find_broker_pid
+from bench.report import FOREIGN_LOAD_CORES
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -62,6 +64,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CAPACITY_MARGIN = 0.8
 POLL_S = 0.01
 STALL_S = 15.0
+QUIET_PROBE_S = 0.5  # how long one look at the machine's other load lasts
+QUIET_WAIT_S = 10.0  # longest wait for other load to pass before one measurement
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,17 @@ class Plan:
     n_per_call: int  # the per-call-queue model is ~7x slower: fewer requests, similar duration
     latency: tuple[tuple[int, float, float], ...]  # (offered req/s, warm-up s, measured s)
     warmup: int  # requests through freshly started processes before anything is timed
+    patience_s: float  # extra time allowed in total for waiting out, and repeating, foreign load
 
 
 # N stays small enough that the last prefilled request is served well inside the worker's
 # PIVOT_STALE_AFTER_MS (9 s from the request's AMQP timestamp) even on a busy machine.
-FULL = Plan(reps=3, n=6_000, n_per_call=800, latency=((100, 1.0, 10.0), (500, 0.5, 3.0)), warmup=1_000)
-QUICK = Plan(reps=1, n=2_000, n_per_call=250, latency=((100, 0.3, 2.0), (500, 0.3, 1.0)), warmup=200)
+FULL = Plan(
+    reps=3, n=6_000, n_per_call=800, latency=((100, 1.0, 10.0), (500, 0.5, 3.0)), warmup=1_000, patience_s=120
+)
+QUICK = Plan(
+    reps=1, n=2_000, n_per_call=250, latency=((100, 0.3, 2.0), (500, 0.3, 1.0)), warmup=200, patience_s=4
+)
 
 
 class DriverClient:
@@ -138,6 +147,9 @@ class Bench:
         self.broker_pid: int | None = None
         self.broker_version = ""
         self._seq = 0
+        self.patience_s = plan.patience_s
+        self.repeated = 0
+        self.quiet_waited_s = 0.0
         self.debug_exchange = f"pivot-bench-{self.run_id}-debug"
         self._planned = len(args.variants) * plan.reps * len(args.formats) * (2 + len(plan.latency))
 
@@ -207,6 +219,7 @@ class Bench:
             "cpu_us_per_req": {k: v * 1e6 / max(requests, 1) for k, v in grouped.items()},
             "cores": {**{k: v / seconds for k, v in grouped.items()}, **per_process},
             "other_cores": after.other_s(before) / seconds,
+            "disturbed": after.other_s(before) / seconds > FOREIGN_LOAD_CORES,
         }
 
     def _next_ids(self, label: str) -> tuple[str, str, str]:
@@ -273,7 +286,9 @@ class Bench:
                 f"({run['samples']} samples, {run['lost']} lost)"
             )
         if "other_cores" in run:
-            text += f"  (other load {run['other_cores']:.2f} cores)"
+            text += (
+                f"  (other load {run['other_cores']:.2f} cores{', DISTURBED' if run['disturbed'] else ''})"
+            )
         print(f"[{done:3d}/{self._planned}] r{run['rep']} {what} {text}", file=sys.stderr, flush=True)
 
     async def warm_up(self, variant: str, queue: str, workers: list[Child]) -> None:
@@ -435,6 +450,40 @@ class Bench:
         self._progress(run)
         return run
 
+    async def _wait_for_quiet(self, workers: list[Child]) -> None:
+        """Before a measurement, wait (within the patience left) while other programs load the machine."""
+        pids = self._pids(workers)
+        waited = 0.0
+        while self.patience_s > 0 and waited < QUIET_WAIT_S:
+            before = Snapshot.take(pids)
+            await asyncio.sleep(QUIET_PROBE_S)
+            other = Snapshot.take(pids).other_s(before) / QUIET_PROBE_S
+            if other <= FOREIGN_LOAD_CORES:
+                break
+            waited += QUIET_PROBE_S
+            self.patience_s -= QUIET_PROBE_S
+        if waited:
+            self.quiet_waited_s += waited
+            print(f"          waited {waited:.1f} s for other load to pass", file=sys.stderr, flush=True)
+
+    async def measured(
+        self, workers: list[Child], measure: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """Run ``measure`` on a quiet machine; repeat it, within the patience left, if it was disturbed.
+
+        A disturbed run (other programs used more than ``FOREIGN_LOAD_CORES`` during its window)
+        stays in the results, marked ``disturbed``; medians prefer undisturbed runs.
+        """
+        while True:
+            await self._wait_for_quiet(workers)
+            started = time.monotonic()
+            run = await measure()
+            if not run.get("disturbed") or self.patience_s <= 0:
+                return run
+            self.patience_s -= time.monotonic() - started
+            self.repeated += 1
+            print("          disturbed by other load: measuring again", file=sys.stderr, flush=True)
+
     async def variant(self, variant: str, rep: int) -> None:
         queue = f"pivot-bench-{self.run_id}-{variant}-r{rep}"
         self.queues += [queue, f"{queue}.dead"]
@@ -444,18 +493,34 @@ class Bench:
             await self.warm_up(variant, queue, workers)
             capacity: dict[str, float | None] = {}
             for fmt in self.args.formats:
-                one = await self.throughput(variant, fmt, queue, workers, rep)
+                one = await self.measured(
+                    workers, functools.partial(self.throughput, variant, fmt, queue, workers, rep)
+                )
                 capacity[fmt] = one["req_per_s"] if one["valid"] else None
             for fmt in self.args.formats:
                 for rate, warmup, seconds in self.plan.latency:
-                    await self.latency(
-                        variant, fmt, queue, workers, rep, rate, warmup, seconds, capacity[fmt]
+                    await self.measured(
+                        workers,
+                        functools.partial(
+                            self.latency,
+                            variant,
+                            fmt,
+                            queue,
+                            workers,
+                            rep,
+                            rate,
+                            warmup,
+                            seconds,
+                            capacity[fmt],
+                        ),
                     )
             workers.append(await self._spawn_worker(variant, queue, 2, rep))
             await self._wait_consumers(queue, workers)
             await self.warm_up(variant, queue, workers)
             for fmt in self.args.formats:
-                await self.throughput(variant, fmt, queue, workers, rep)
+                await self.measured(
+                    workers, functools.partial(self.throughput, variant, fmt, queue, workers, rep)
+                )
         finally:
             await self.children.stop(workers)
             await self.control.delete(queue, f"{queue}.dead")
@@ -524,6 +589,8 @@ def build_result(bench: Bench, args: argparse.Namespace, started: float, error: 
             "versions": _versions(),
             "rabbitmq": bench.broker_version,
             "git": _git_revision(),
+            "repeated_for_other_load": bench.repeated,
+            "waited_for_quiet_s": bench.quiet_waited_s,
             "error": error,
         },
         "runs": bench.runs,

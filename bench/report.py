@@ -30,6 +30,10 @@ def _cell_key(run: dict[str, Any]) -> tuple[str, str, str, int]:
     return run["variant"], run["format"], "latency", int(run["rate"])
 
 
+def _disturbed(run: dict[str, Any]) -> bool:
+    return bool(run.get("disturbed", float(run.get("other_cores", 0.0)) > FOREIGN_LOAD_CORES))
+
+
 def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
@@ -45,8 +49,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key, group in grouped.items():
         cell: dict[str, Any] = {"runs": len(group)}
-        valid = [r for r in group if r.get("valid")]
+        complete = [r for r in group if r.get("valid")]
+        undisturbed = [r for r in complete if not _disturbed(r)]
+        valid = undisturbed or complete  # disturbed runs count only when nothing else is there
         cell["valid_runs"] = len(valid)
+        cell["disturbed_only"] = bool(complete) and not undisturbed
         skipped = [r["skipped"] for r in group if r.get("skipped")]
         if skipped:
             cell["skipped"] = skipped[0]
@@ -132,9 +139,10 @@ def _fmt_spread(cell: dict[str, Any] | None, metric: str, digits: int = 0) -> st
     if metric not in cell:
         return "skipped" if cell.get("skipped") else "n/a"
     s = cell[metric]
+    mark = "*" if cell.get("disturbed_only") else ""
     if s["n"] == 1:
-        return f"{s['median']:.{digits}f}"
-    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}..{s['max']:.{digits}f}]"
+        return f"{s['median']:.{digits}f}{mark}"
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}..{s['max']:.{digits}f}]{mark}"
 
 
 def _latency(cell: dict[str, Any] | None) -> str:
@@ -227,16 +235,17 @@ def render(result: dict[str, Any]) -> str:
         )
     )
     parts.append("")
-    for verdict in result["targets"].values():
+    for key, *_ in TARGETS:
+        verdict = result["targets"][key]
         met = verdict["met"]
         mark = "MET" if met else "NOT MET" if met is False else "UNKNOWN"
         shown = ", ".join(f"{k} {_r(v)}" for k, v in verdict["values"].items())
         parts.append(f"[{mark:>7}] {verdict['description']}: {shown}")
-    disturbed = sorted(k for k, c in summary.items() if c.get("other_cores_max", 0.0) > FOREIGN_LOAD_CORES)
+    disturbed = sorted(k for k, c in summary.items() if c.get("disturbed_only"))
     if disturbed:
         parts.append(
-            f"\nwarning: other processes used more than {FOREIGN_LOAD_CORES} cores during "
-            f"{len(disturbed)} cell(s) ({', '.join(disturbed)}); those numbers understate the pipeline"
+            f"\n* warning: in {len(disturbed)} cell(s) every run was disturbed (other programs used more "
+            f"than {FOREIGN_LOAD_CORES} cores): {', '.join(disturbed)}; those numbers understate the pipeline"
         )
     return "\n".join(parts)
 
@@ -247,6 +256,9 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         result = json.loads(Path(argv[0]).read_text())
+        result["summary"] = summarize(result["runs"])  # recomputed: the rules may be newer than the file
+        result["ratios"] = ratios(result["summary"], list(result["meta"]["formats"]))
+        result["targets"] = targets(result["ratios"])
         print(render(result))
     except (OSError, ValueError, KeyError) as exc:
         print(f"report: cannot render {argv[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
