@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import re
 import zlib
@@ -133,8 +134,17 @@ def payload(
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """HMAC state after the key and the domain, so each token hashes only its own bytes."""
+    return hmac.new(key, _DOMAIN, "sha256")
+
+
 def _mac(key: bytes, version: int, body: bytes) -> bytes:
-    return hmac.digest(key, _DOMAIN + bytes((version,)) + body, "sha256")[:_MAC_BYTES]
+    """HMAC-SHA256(key, domain | version | body), truncated."""
+    mac = _keyed(key).copy()
+    mac.update(bytes((version,)) + body)
+    return mac.digest()[:_MAC_BYTES]
 
 
 def seal_continuation(cont: Continuation, key: bytes) -> str:

@@ -10,7 +10,7 @@ from lxml import etree
 from ..errors import Reason
 from . import attrs, continuation
 from .limits import MAX_VARIABLE_KEY_CHARS, MAX_VARIABLE_VALUE_CHARS, MAX_VARIABLES
-from .state import State, Step
+from .state import HANGUP, State, Step
 
 _QUEUE_ID = re.compile(r"^[0-9a-f]{32}$")
 REJECT_CODES = {"rejected": (503, "Service Unavailable"), "busy": (486, "Busy Here")}
@@ -74,7 +74,7 @@ def redirect(element: etree._Element, st: State, rest: list[etree._Element]) -> 
 
 def hangup(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
     attrs.read(element, st)
-    return Step([st.node(element, "hangup", {})], terminal=True)
+    return Step([st.fixed_node(element, HANGUP)], terminal=True)
 
 
 def reject(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:

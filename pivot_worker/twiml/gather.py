@@ -20,12 +20,16 @@ from lxml import etree
 from ..errors import Reason
 from . import attrs, continuation
 from .speech import pause, play, say
-from .state import Node, State, Step
+from .state import Node, State, Step, Template
 
 DISCARD_COLLECTION = "pivot_discard"
 UNLIMITED_DIGITS = 128
 MAX_TIMEOUT_S = 3600
 _PROMPTS = {"Say": say, "Play": play, "Pause": pause}
+_DISCARD = Template(
+    "collect_dtmf",
+    {"collection_name": DISCARD_COLLECTION, "max_digits": 1, "timeout": 1, "interdigit_timeout": 1},
+)
 
 
 def collection_name(iteration: int) -> str:
@@ -67,13 +71,7 @@ def gather(element: etree._Element, st: State, rest: list[etree._Element]) -> St
         )
         key = "#"
 
-    nodes: list[Node] = [
-        st.node(
-            element,
-            "collect_dtmf",
-            {"collection_name": DISCARD_COLLECTION, "max_digits": 1, "timeout": 1, "interdigit_timeout": 1},
-        )
-    ]
+    nodes: list[Node] = [st.fixed_node(element, _DISCARD)]
     for child in element:
         if not isinstance(child.tag, str):
             continue

@@ -7,6 +7,7 @@ request settings.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -104,7 +105,17 @@ class State:
     def node(
         self, element: etree._Element, module: str, data: dict[str, Any], children: Node | None = None
     ) -> Node:
-        """A callflow node, counted against :data:`MAX_FLOW_NODES`."""
+        """A callflow node, counted against :data:`MAX_FLOW_NODES`; :meth:`complete` checks its data."""
+        self.made.append((module, data))
+        return self._node(element, module, data, children)
+
+    def fixed_node(self, element: etree._Element, template: Template) -> Node:
+        """A node whose data never changes: checked and completed once per process, copied here."""
+        return self._node(element, template.module, template.data(), None)
+
+    def _node(
+        self, element: etree._Element, module: str, data: dict[str, Any], children: Node | None
+    ) -> Node:
         self.nodes += 1
         if self.nodes > MAX_FLOW_NODES:
             raise self.fatal(
@@ -113,7 +124,6 @@ class State:
                 f"the document needs more than {MAX_FLOW_NODES} callflow nodes; split it into several",
                 Reason.LIMIT_EXCEEDED,
             )
-        self.made.append((module, data))
         return {"module": module, "data": data, "children": children if children is not None else {}}
 
     def complete(self, head: Node) -> Node:
@@ -189,7 +199,31 @@ class State:
             data["debug"] = True
         if ctx.request_timeout_ms:
             data["req_timeout_ms"] = min(ctx.request_timeout_ms, PIVOT_TIMEOUT_CAP_MS)
-        return self.node(element, "pivot", data, {"_": self.node(element, "hangup", {})})
+        return self.node(element, "pivot", data, {"_": self.fixed_node(element, HANGUP)})
+
+
+class Template:
+    """Constant node data, checked against its module's schema and completed on first use.
+
+    A broken template fails its first document with ``validate_flow``'s ``schema_error``, as any
+    other node would; every use gets its own shallow copy (the values are scalars or ``{}``).
+    """
+
+    __slots__ = ("_completed", "module", "raw")
+
+    def __init__(self, module: str, data: dict[str, Any]) -> None:
+        self.module = module
+        self.raw = data
+        self._completed: dict[str, Any] | None = None
+
+    def data(self) -> dict[str, Any]:
+        if self._completed is None:
+            node = validate_flow({"module": self.module, "data": copy.deepcopy(self.raw)})
+            self._completed = node["data"]
+        return dict(self._completed)
+
+
+HANGUP = Template("hangup", {})
 
 
 class Step:

@@ -20,7 +20,7 @@ from . import attrs, control, dial, gather, record, speech
 from .context import Translation, TwimlContext
 from .limits import MAX_VERBS
 from .parse import parse_document
-from .state import Node, State, Step, chain
+from .state import HANGUP, Node, State, Step, chain
 from .vocabulary import SSML_ELEMENTS, UNSUPPORTED_DIAL_NOUNS, UNSUPPORTED_VERBS
 
 Handler = Callable[[etree._Element, State, list[etree._Element]], Step]
@@ -87,7 +87,7 @@ def walk(verbs: Sequence[etree._Element], st: State) -> Node:
             if step.nodes:
                 return chain(nodes)
             break  # the verb failed; its error is reported, keep the flow well-formed meanwhile
-    nodes.append(st.node(verbs[-1] if verbs else st.doc.root, "hangup", {}))
+    nodes.append(st.fixed_node(verbs[-1] if verbs else st.doc.root, HANGUP))
     return chain(nodes)
 
 
