@@ -120,6 +120,8 @@ def say(element: etree._Element, st: State, *, in_gather: bool = False, barge_in
                 element, "kazoo-unsupported", f"engine={engine!r} must be one of {', '.join(TTS_ENGINES)}"
             )
     data["terminators"] = list(DTMF_KEYS) if in_gather and barge_in else []
+    if loop == 1 and len(text) <= TTS_NODE_CHARS:
+        return [st.node(element, "tts", {"text": text, **data})]  # the usual case
     chunks = _chunks(text)
     if loop == 0 and len(chunks) == 1:
         return [st.node(element, "tts", {"text": chunks[0], **data, "endless_playback": True})]

@@ -47,6 +47,7 @@ _NESTED: dict[str, frozenset[str]] = {
 }
 _NOUNS = frozenset({"Number", "User", "Device", "Conference", "Variable"}) | frozenset(UNSUPPORTED_DIAL_NOUNS)
 _NESTED_CODES = {"Gather": "13320"}
+_NOTHING: frozenset[str] = frozenset()
 ACCEPTED_MODULES = SUPPORTED_MODULES | PASS_THROUGH_MODULES
 """Modules the flow validator lets through; ``<Enqueue>`` needs ``acdc_member`` among them."""
 
@@ -99,15 +100,16 @@ def check_structure(root: etree._Element, st: State) -> list[etree._Element]:
     verbs: list[etree._Element] = []
     count = 0
     for verb in root:
-        if (verb.tail or "").strip():
-            st.warn(verb, attrs.SCHEMA_WARNING, f"text after <{verb.tag}> is ignored")
-        if not isinstance(verb.tag, str):
+        tag = verb.tag
+        tail = verb.tail
+        if tail and not tail.isspace():
+            st.warn(verb, attrs.SCHEMA_WARNING, f"text after <{tag}> is ignored")
+        if not isinstance(tag, str):
             continue
         count += 1
-        tag = verb.tag
         if tag in HANDLERS:
             verbs.append(verb)
-            count += _check_nested(verb, st)
+            count += _check_nested(verb, tag, st)
         elif tag in UNSUPPORTED_VERBS:
             st.error(
                 verb,
@@ -141,33 +143,30 @@ def check_structure(root: etree._Element, st: State) -> list[etree._Element]:
     return verbs
 
 
-def _check_nested(verb: etree._Element, st: State) -> int:
-    allowed = _NESTED.get(str(verb.tag), frozenset())
+def _check_nested(verb: etree._Element, tag: str, st: State) -> int:
+    allowed = _NESTED.get(tag, _NOTHING)
     count = 0
     for child in verb:
-        if not isinstance(child.tag, str):
+        name = child.tag
+        if not isinstance(name, str):
             continue
         count += 1
-        if child.tag in allowed:
+        if name in allowed:
             continue
-        if verb.tag == "Say" and child.tag in SSML_ELEMENTS:
+        if tag == "Say" and name in SSML_ELEMENTS:
             count -= 1  # SSML is text markup, not a verb
             continue
-        if verb.tag == "Dial" and child.tag in UNSUPPORTED_DIAL_NOUNS:
+        if tag == "Dial" and name in UNSUPPORTED_DIAL_NOUNS:
             st.error(
                 child,
                 "unsupported-noun",
-                f"<{child.tag}>: {UNSUPPORTED_DIAL_NOUNS[child.tag]}",
+                f"<{name}>: {UNSUPPORTED_DIAL_NOUNS[name]}",
                 Reason.UNSUPPORTED_VERB,
             )
             continue
-        if verb.tag in _NESTED or verb.tag == "Say":
-            code = _NESTED_CODES.get(str(verb.tag), attrs.SCHEMA_WARNING)
-            st.error(child, code, f"<{child.tag}> cannot be nested in <{verb.tag}>", Reason.SCHEMA_ERROR)
+        if tag in _NESTED or tag == "Say":
+            code = _NESTED_CODES.get(tag, attrs.SCHEMA_WARNING)
+            st.error(child, code, f"<{name}> cannot be nested in <{tag}>", Reason.SCHEMA_ERROR)
         else:
-            st.warn(
-                child,
-                attrs.SCHEMA_WARNING,
-                f"<{verb.tag}> takes no nested elements; <{child.tag}> is ignored",
-            )
+            st.warn(child, attrs.SCHEMA_WARNING, f"<{tag}> takes no nested elements; <{name}> is ignored")
     return count

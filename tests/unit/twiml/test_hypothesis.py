@@ -2,18 +2,21 @@
 
 Documents are generated from TwiML's own vocabulary (right and wrong attribute names, good and bad
 values, legal and illegal nesting, unknown verbs), plus raw bytes and mangled XML. Whatever comes
-in, ``translate_twiml`` either returns a flow that passes Kazoo's schemas, or raises
+in, ``translate_twiml`` either returns a flow that passes Kazoo's schemas (and that
+``validate_flow`` leaves unchanged), or raises
 ``TranslationError`` whose findings all say where, or ``PivotError`` for a URL the worker's check
 refuses, also located.
 """
 
 from __future__ import annotations
 
+import copy
 from xml.sax.saxutils import escape, quoteattr
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pivot_worker.callflow.validate import validate_flow
 from pivot_worker.errors import PivotError, Reason, TranslationError
 from pivot_worker.twiml import Continuation, Translation, translate_twiml
 from pivot_worker.twiml.continuation import REDIRECT
@@ -153,6 +156,9 @@ def _check(body: bytes, iteration: int = 1) -> None:
         assert outcome.detail.get("pointer"), "a refused URL must say which element named it"
     else:
         assert_flow_conforms(outcome.flow)
+        # The translator checks its own nodes instead of calling validate_flow: the flow must be
+        # exactly what validate_flow would make of it (every default already filled in).
+        assert validate_flow(copy.deepcopy(outcome.flow)) == outcome.flow
         for warning in outcome.warnings:
             assert warning.pointer
 
