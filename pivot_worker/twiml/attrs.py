@@ -24,7 +24,7 @@ def read(element: etree._Element, st: State) -> Values:
     """The element's attributes (one call into lxml), after a 12200 warning for each unknown one."""
     values: Values = dict(element.items())  # type: ignore[arg-type]  # lxml gives str, stubs say bytes too
     if values:
-        known = ATTRIBUTES.get(str(element.tag), _NO_ATTRIBUTES)
+        known = ATTRIBUTES.get(element.tag, _NO_ATTRIBUTES)
         if not known.issuperset(values):
             for name in values:
                 if name not in known:

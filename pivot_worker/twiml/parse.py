@@ -53,24 +53,6 @@ PARSER = _hardened_parser()
 _TOO_DEEP = etree.XPath("/*" + "/*" * MAX_ELEMENT_DEPTH + "[1]")
 """The first element nested deeper than the limit (compiled once; evaluated in C)."""
 
-_ASCII_BASED = ("UTF-8", "US-ASCII", "ASCII", "ISO-8859-", "WINDOWS-125")
-"""Encodings in which ``<`` is the byte 0x3C and the bytes 0x3C 0x2F are always ``</``."""
-
-
-def _too_few_start_tags(body: bytes, encoding: str | None) -> bool:
-    """True when ``body`` cannot hold more than :data:`MAX_ELEMENT_DEPTH` start tags, so no element
-    can be nested deeper and the tree need not be searched.
-
-    Counting bytes over-counts (``<`` inside comments or CDATA), never under-counts, for the
-    ASCII-based encodings only: a NUL byte means UTF-16/32 (where 0x3C 0x2F may be ``<`` and a
-    CJK letter), and any other declared encoding goes to the tree search.
-    """
-    return (
-        body.count(b"<") - body.count(b"</") <= MAX_ELEMENT_DEPTH
-        and b"\x00" not in body
-        and (encoding or "UTF-8").upper().startswith(_ASCII_BASED)
-    )
-
 
 @dataclass(slots=True)
 class Document:
@@ -126,8 +108,6 @@ def parse_document(body: bytes) -> Document:
             f"the root element must be <Response>, not <{shown}>", at_line, at_column, "/" + str(shown)
         )
     doc = Document(root, body)
-    if _too_few_start_tags(body, docinfo.encoding):
-        return doc
     too_deep = _TOO_DEEP(root)
     depth = too_deep[0] if isinstance(too_deep, list) and too_deep else None
     if depth is not None and isinstance(depth, etree._Element):

@@ -2,10 +2,9 @@
 
 Documents are generated from TwiML's own vocabulary (right and wrong attribute names, good and bad
 values, legal and illegal nesting, unknown verbs), plus raw bytes and mangled XML. Whatever comes
-in, ``translate_twiml`` either returns a flow that passes Kazoo's schemas (and that
-``validate_flow`` leaves unchanged), or raises
-``TranslationError`` whose findings all say where, or ``PivotError`` for a URL the worker's check
-refuses, also located.
+in, ``translate_twiml`` either returns a flow that passes Kazoo's schemas and that
+``validate_flow`` leaves unchanged, or raises ``TranslationError`` whose findings all say where,
+or ``PivotError`` for a URL the worker's check refuses, also located.
 """
 
 from __future__ import annotations
