@@ -2,17 +2,24 @@
 
 ``python bench/pipeline.py [--quick] [--json OUT]`` from the repository root, with RabbitMQ on
 127.0.0.1. One run starts a developer server (:mod:`bench.devserver`) and a load driver
-(:mod:`bench.loadgen`), each in its own process, then for every repetition and every variant:
+(:mod:`bench.loadgen`), each in its own process, then, for every repetition:
 
-1. starts one worker process on a fresh queue and waits until it consumes;
-2. **throughput**, per answer format: pauses the workers (SIGSTOP), prefills N pivot_req, resumes
-   them (SIGCONT) and times until a sink queue on ``callevt`` holds N ``CHANNEL_PIVOT``; CPU of
-   every process (workers, broker ``beam.smp``, server, driver) is read from ``/proc`` around
-   exactly that window;
-3. **latency**, per format and offered rate (100 and 500 req/s, open loop): publish -> CHANNEL_PIVOT
-   received, p50/p90/p99, with CPU over the measured window. A rate above 80% of the variant's own
-   1-process throughput is skipped: the queue would only grow;
-4. starts a second process and measures throughput again; stops both, deletes the queue.
+1. starts one worker process per variant, each on a fresh queue, waits until they consume and
+   warms them up;
+2. **throughput**, per answer format and variant: pauses that variant's workers (SIGSTOP),
+   prefills N pivot_req, resumes them (SIGCONT) and times until a sink queue on ``callevt`` holds
+   N ``CHANNEL_PIVOT``; CPU of every process (workers, broker ``beam.smp``, server, driver) is read
+   from ``/proc`` around exactly that window;
+3. **latency**, per format, offered rate (100 and 500 req/s, open loop) and variant: publish ->
+   CHANNEL_PIVOT received, p50/p90/p99, with CPU over the measured window. A rate above 80% of the
+   variant's own 1-process throughput is skipped: the queue would only grow;
+4. starts a second process per variant on the same queues and measures throughput again; stops
+   everything and deletes the queues.
+
+Variants are interleaved measurement by measurement (their order rotating per repetition), so the
+numbers a ratio compares were taken seconds apart. Before each measurement the run waits, within
+a bounded patience, while other programs load the machine, and repeats a measurement they
+disturbed; medians prefer undisturbed runs.
 
 The three variants: ``bare`` (:mod:`bench.bare_worker`), ``worker`` (``python -m pivot_worker run``
 exactly as users run it) and ``per_call`` (``bare_worker.py --per-call-queue``). It prints one table,
@@ -64,7 +71,7 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CAPACITY_MARGIN = 0.8
 POLL_S = 0.01
 STALL_S = 15.0
-QUIET_PROBE_S = 0.5  # how long one look at the machine's other load lasts
+QUIET_PROBE_S = 0.25  # how long one look at the machine's other load lasts
 QUIET_WAIT_S = 10.0  # longest wait for other load to pass before one measurement
 
 
@@ -86,7 +93,7 @@ FULL = Plan(
     reps=3, n=6_000, n_per_call=800, latency=((100, 1.0, 10.0), (500, 0.5, 3.0)), warmup=1_000, patience_s=120
 )
 QUICK = Plan(
-    reps=1, n=2_000, n_per_call=250, latency=((100, 0.3, 2.0), (500, 0.3, 1.0)), warmup=200, patience_s=4
+    reps=1, n=2_000, n_per_call=250, latency=((100, 0.3, 2.0), (500, 0.3, 1.0)), warmup=200, patience_s=0
 )
 
 
@@ -148,6 +155,7 @@ class Bench:
         self.broker_version = ""
         self._seq = 0
         self.patience_s = plan.patience_s
+        self.workers: list[Child] = []  # every worker process alive, measured or idle
         self.repeated = 0
         self.quiet_waited_s = 0.0
         self.debug_exchange = f"pivot-bench-{self.run_id}-debug"
@@ -197,7 +205,9 @@ class Bench:
             await self.control.close()
 
     def _pids(self, workers: list[Child]) -> dict[str, int]:
+        """The processes whose CPU is read: the measured workers, the others (idle) and the fixtures."""
         pids = {f"worker{i + 1}": w.pid for i, w in enumerate(workers)}
+        pids |= {f"idle:{c.name}": c.pid for c in self.workers if c not in workers and c.alive()}
         if self.broker_pid is not None:
             pids["broker"] = self.broker_pid
         if self.server is not None:
@@ -212,7 +222,13 @@ class Bench:
         used = after.since(before)
         grouped: dict[str, float] = {}
         for name, cpu_s in used.items():
-            key = "worker" if name.startswith("worker") else name
+            key = (
+                "worker"
+                if name.startswith("worker")
+                else "idle_workers"
+                if name.startswith("idle:")
+                else name
+            )
             grouped[key] = grouped.get(key, 0.0) + cpu_s
         per_process = {name: cpu_s / seconds for name, cpu_s in used.items() if name.startswith("worker")}
         return {
@@ -484,51 +500,61 @@ class Bench:
             self.repeated += 1
             print("          disturbed by other load: measuring again", file=sys.stderr, flush=True)
 
-    async def variant(self, variant: str, rep: int) -> None:
-        queue = f"pivot-bench-{self.run_id}-{variant}-r{rep}"
-        self.queues += [queue, f"{queue}.dead"]
-        workers = [await self._spawn_worker(variant, queue, 1, rep)]
+    async def _add_workers(self, queues: dict[str, str], procs: dict[str, list[Child]], rep: int) -> None:
+        """One more process per variant, each on its variant's queue; wait until all consume, warm up."""
+        for variant, queue in queues.items():
+            child = await self._spawn_worker(variant, queue, len(procs[variant]) + 1, rep)
+            procs[variant].append(child)
+            self.workers.append(child)
+        for variant, queue in queues.items():
+            await self._wait_consumers(queue, procs[variant])
+            await self.warm_up(variant, queue, procs[variant])
+
+    async def repetition(self, rep: int) -> None:
+        """Every measurement of one repetition, the variants interleaved measurement by measurement.
+
+        All variants' processes stay up (idle ones cost nothing), so bare, worker and per-call
+        numbers of the same kind are taken seconds apart and share whatever the machine was doing;
+        the variant order rotates from one repetition to the next.
+        """
+        shift = (rep - 1) % len(self.args.variants)
+        order = self.args.variants[shift:] + self.args.variants[:shift]
+        queues = {v: f"pivot-bench-{self.run_id}-{v}-r{rep}" for v in order}
+        for queue in queues.values():
+            self.queues += [queue, f"{queue}.dead"]
+        procs: dict[str, list[Child]] = {v: [] for v in order}
         try:
-            await self._wait_consumers(queue, workers)
-            await self.warm_up(variant, queue, workers)
-            capacity: dict[str, float | None] = {}
+            await self._add_workers(queues, procs, rep)
+            capacity: dict[tuple[str, str], float | None] = {}
             for fmt in self.args.formats:
-                one = await self.measured(
-                    workers, functools.partial(self.throughput, variant, fmt, queue, workers, rep)
-                )
-                capacity[fmt] = one["req_per_s"] if one["valid"] else None
+                for v in order:
+                    measure = functools.partial(self.throughput, v, fmt, queues[v], procs[v], rep)
+                    one = await self.measured(procs[v], measure)
+                    capacity[v, fmt] = one["req_per_s"] if one["valid"] else None
             for fmt in self.args.formats:
                 for rate, warmup, seconds in self.plan.latency:
-                    await self.measured(
-                        workers,
-                        functools.partial(
-                            self.latency,
-                            variant,
-                            fmt,
-                            queue,
-                            workers,
-                            rep,
-                            rate,
-                            warmup,
-                            seconds,
-                            capacity[fmt],
-                        ),
-                    )
-            workers.append(await self._spawn_worker(variant, queue, 2, rep))
-            await self._wait_consumers(queue, workers)
-            await self.warm_up(variant, queue, workers)
+                    for v in order:
+                        limit = capacity[v, fmt]
+                        args = (v, fmt, queues[v], procs[v], rep, rate, warmup, seconds, limit)
+                        if limit is None or rate > CAPACITY_MARGIN * limit:
+                            await self.latency(*args)  # recorded as skipped: no need for a quiet machine
+                        else:
+                            await self.measured(procs[v], functools.partial(self.latency, *args))
+            await self._add_workers(queues, procs, rep)
             for fmt in self.args.formats:
-                await self.measured(
-                    workers, functools.partial(self.throughput, variant, fmt, queue, workers, rep)
-                )
+                for v in order:
+                    measure = functools.partial(self.throughput, v, fmt, queues[v], procs[v], rep)
+                    await self.measured(procs[v], measure)
         finally:
-            await self.children.stop(workers)
-            await self.control.delete(queue, f"{queue}.dead")
+            everyone = [c for group in procs.values() for c in group]
+            await self.children.stop(everyone)
+            self.workers = [c for c in self.workers if c not in everyone]
+            for queue in queues.values():
+                await self.control.delete(queue, f"{queue}.dead")
 
     async def run(self) -> None:
         for rep in range(1, self.plan.reps + 1):
-            for variant in self.args.variants:
-                await self.variant(variant, rep)
+            await self.repetition(rep)
 
 
 def _versions() -> dict[str, str]:
