@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, logs
-from .runtime import run_loop, stop_on_signals
+from .runtime import run_loop, settle_heap, stop_on_signals
 from .settings import Settings, SettingsError, parse_networks
 from .translate_cmd import register as register_translate
 
@@ -27,6 +27,7 @@ async def _serve(settings: Settings, *, with_collector: bool) -> int:
     worker = Worker(settings)
     try:
         await worker.start()
+        settle_heap()
         await stop.wait()
     finally:
         await worker.stop(why[0] if why else "stop")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import orjson
 
 from .. import __version__, logs
-from ..runtime import run_loop, stop_on_signals
+from ..runtime import run_loop, settle_heap, stop_on_signals
 from ..settings import Settings, SettingsError
 from .auth import TokenFileError
 from .migrate import SchemaTooNewError
@@ -29,6 +29,7 @@ async def _run(settings: Settings, api: bool) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop)
     await collector.start()
+    settle_heap()
     await stop.wait()
     await collector.stop()
     return 0
