@@ -51,7 +51,9 @@ def _raw_timestamp(value: Any) -> bytes:
     return _seconds_encoder(value)
 
 
-pamqp.encode.METHODS["timestamp"] = _raw_timestamp
+def install_raw_timestamps() -> None:
+    """Let this process publish Kazoo-style integer timestamps (pamqp only encodes datetimes)."""
+    pamqp.encode.METHODS["timestamp"] = _raw_timestamp
 
 
 def _message(body: bytes) -> aio_pika.Message:
@@ -182,6 +184,7 @@ class Driver:
 
 
 async def serve(amqp_url: str) -> int:
+    install_raw_timestamps()
     driver = Driver(amqp_url)
     await driver.start()
     loop = asyncio.get_running_loop()

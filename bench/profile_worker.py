@@ -50,6 +50,11 @@ def _package(path: str) -> str:
     return parts[0].removesuffix(".py") if len(parts) > 1 else f"stdlib:{parts[0].removesuffix('.py')}"
 
 
+def profile_plan() -> Plan:
+    """Batches of ``BATCH`` requests, a normal warm-up, no latency runs, never waiting for quiet."""
+    return Plan(reps=1, n=BATCH, n_per_call=BATCH // 7, latency=(), warmup=1_000, patience_s=0)
+
+
 @dataclass
 class Profile:
     """Sample counts from py-spy's raw output: per leaf function, per package, and inclusive."""
@@ -111,7 +116,7 @@ async def main_async(args: argparse.Namespace) -> int:
         quick=False,
         no_collector=False,
     )
-    plan = Plan(reps=1, n=BATCH, n_per_call=BATCH // 7, latency=(), warmup=1_000)
+    plan = profile_plan()
     bench = Bench(options, plan, raw_path.with_suffix(".logs"))
     spy: asyncio.subprocess.Process | None = None
     try:
