@@ -153,6 +153,7 @@ class Bench:
         self.driver: DriverClient | None = None
         self.broker_pid: int | None = None
         self.broker_version = ""
+        self.git_at_start = _git_revision()  # the code the first workers run; re-read at the end
         self._seq = 0
         self.patience_s = plan.patience_s
         self.workers: list[Child] = []  # every worker process alive, measured or idle
@@ -614,7 +615,8 @@ def build_result(bench: Bench, args: argparse.Namespace, started: float, error: 
             "machine": _machine(),
             "versions": _versions(),
             "rabbitmq": bench.broker_version,
-            "git": _git_revision(),
+            "git": bench.git_at_start,
+            "git_at_end": _git_revision(),
             "repeated_for_other_load": bench.repeated,
             "waited_for_quiet_s": bench.quiet_waited_s,
             "error": error,

@@ -241,6 +241,12 @@ def render(result: dict[str, Any]) -> str:
         mark = "MET" if met else "NOT MET" if met is False else "UNKNOWN"
         shown = ", ".join(f"{k} {_r(v)}" for k, v in verdict["values"].items())
         parts.append(f"[{mark:>7}] {verdict['description']}: {shown}")
+    meta = result["meta"]
+    if meta.get("git_at_end") and meta.get("git") != meta["git_at_end"]:
+        parts.append(
+            f"\nwarning: the code changed during the run ({meta.get('git')} -> {meta['git_at_end']}); "
+            "workers started later ran the newer code"
+        )
     disturbed = sorted(k for k, c in summary.items() if c.get("disturbed_only"))
     if disturbed:
         parts.append(
