@@ -576,21 +576,31 @@ def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release()}
 
 
-def _git_revision() -> str:
+CODE_PATHS = ("pivot_worker", "bench", "pyproject.toml")  # what the measured processes run
+
+
+def _git(*args: str) -> str:
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return ""
-    return f"{rev}{'+dirty' if dirty else ''}"
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _git_revision() -> str:
+    """``HEAD``'s short hash, with ``+dirty`` when the code the benchmark runs has uncommitted edits."""
+    rev = _git("rev-parse", "--short", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+    return f"{rev}{'+dirty' if dirty else ''}" if rev else ""
+
+
+def _code_changed(start: str, end: str) -> bool:
+    """Whether the benchmarked code differs between two revisions (documentation changes do not count)."""
+    if start == end:
+        return False
+    if start.endswith("+dirty") or end.endswith("+dirty"):
+        return True
+    return bool(_git("diff", "--name-only", start, end, "--", *CODE_PATHS))
 
 
 def build_result(bench: Bench, args: argparse.Namespace, started: float, error: str | None) -> dict[str, Any]:
@@ -616,7 +626,8 @@ def build_result(bench: Bench, args: argparse.Namespace, started: float, error: 
             "versions": _versions(),
             "rabbitmq": bench.broker_version,
             "git": bench.git_at_start,
-            "git_at_end": _git_revision(),
+            "git_at_end": (end := _git_revision()),
+            "code_changed": _code_changed(bench.git_at_start, end),
             "repeated_for_other_load": bench.repeated,
             "waited_for_quiet_s": bench.quiet_waited_s,
             "error": error,

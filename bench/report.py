@@ -242,7 +242,7 @@ def render(result: dict[str, Any]) -> str:
         shown = ", ".join(f"{k} {_r(v)}" for k, v in verdict["values"].items())
         parts.append(f"[{mark:>7}] {verdict['description']}: {shown}")
     meta = result["meta"]
-    if meta.get("git_at_end") and meta.get("git") != meta["git_at_end"]:
+    if meta.get("code_changed", meta.get("git") != meta.get("git_at_end", meta.get("git"))):
         parts.append(
             f"\nwarning: the code changed during the run ({meta.get('git')} -> {meta['git_at_end']}); "
             "workers started later ran the newer code"
