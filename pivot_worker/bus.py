@@ -22,18 +22,21 @@ import aio_pika
 import orjson
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     DeliveryMode,
     ExchangeType,
 )
+from aio_pika.exceptions import DeliveryError
+from pamqp.commands import Basic
 
 from . import envelope, names
 from .errors import Reason
 from .settings import Settings
 
 JSON = "application/json"
+TRANSIENT = 1  # AMQP delivery mode
+Properties = Basic.Properties
 
 
 class Bus:
@@ -42,9 +45,6 @@ class Bus:
     def __init__(self, settings: Settings, channel: AbstractChannel) -> None:
         self.settings = settings
         self.channel = channel
-        self.callmgr: AbstractExchange | None = None
-        self.targeted: AbstractExchange | None = None
-        self.callevt: AbstractExchange | None = None
         self.queue: AbstractQueue | None = None
 
     @property
@@ -53,55 +53,58 @@ class Bus:
 
     async def declare(self) -> AbstractQueue:
         ch = self.channel
-        self.callmgr = await ch.declare_exchange(
+        callmgr = await ch.declare_exchange(
             names.EXCHANGE_CALLMGR, ExchangeType.TOPIC, durable=False, auto_delete=False
         )
-        self.targeted = await ch.declare_exchange(
+        await ch.declare_exchange(
             names.EXCHANGE_TARGETED, ExchangeType.DIRECT, durable=False, auto_delete=False
         )
-        self.callevt = await ch.declare_exchange(
+        await ch.declare_exchange(
             names.EXCHANGE_CALLEVT, ExchangeType.TOPIC, durable=False, auto_delete=False
         )
         await ch.declare_queue(self.dead_queue_name, durable=True)
         queue = await ch.declare_queue(self.settings.queue, durable=True)
-        await queue.bind(self.callmgr, names.PIVOT_REQ_BINDING)
+        await queue.bind(callmgr, names.PIVOT_REQ_BINDING)
         self.queue = queue
         return queue
 
-    def _exchanges(self) -> tuple[AbstractExchange, AbstractExchange]:
-        if self.targeted is None or self.callevt is None:
-            raise RuntimeError("Bus.declare() must run before publishing")
-        return self.targeted, self.callevt
+    async def _publish(
+        self, exchange: str, routing_key: str, body: dict[str, Any], headers: dict[str, Any]
+    ) -> None:
+        """Publish a reply and wait for the broker's confirm.
+
+        Straight through the channel's AMQP layer: building aio-pika ``Message`` objects cost
+        ~20 us per reply in profiles, and replies need none of their features. Transient (like
+        Kazoo's own), ``Msg-ID`` as the AMQP message id. A nack raises.
+        """
+        channel = await self.channel.get_underlay_channel()
+        properties = Properties(
+            content_type=JSON,
+            delivery_mode=TRANSIENT,
+            headers=headers or None,
+            message_id=body["Msg-ID"],
+        )
+        confirmation = await channel.basic_publish(
+            orjson.dumps(body), exchange=exchange, routing_key=routing_key, properties=properties
+        )
+        if confirmation is not None and not isinstance(confirmation, Basic.Ack):
+            raise DeliveryError(None, confirmation)
 
     async def _targeted(self, controller_queue: str, body: dict[str, Any]) -> None:
-        targeted, _ = self._exchanges()
         target = names.reply_target(controller_queue)
-        headers: dict[str, Any] = dict(target.headers())
-        message = aio_pika.Message(
-            orjson.dumps(body),
-            content_type=JSON,
-            headers=headers or None,
-            delivery_mode=DeliveryMode.NOT_PERSISTENT,
-        )
-        await targeted.publish(message, routing_key=target.routing_key, mandatory=False)
+        await self._publish(names.EXCHANGE_TARGETED, target.routing_key, body, dict(target.headers()))
 
     async def publish_success(self, call_id: str, controller_queue: str, flow: dict[str, Any]) -> None:
         """``pivot.processing`` to the requester, then ``CHANNEL_PIVOT`` with the flow.
 
         Awaited in order on one channel, so the broker routes ``processing`` before the flow.
         """
-        _, callevt = self._exchanges()
         await self._targeted(controller_queue, envelope.processing(call_id, self.settings.node))
-        event = aio_pika.Message(
-            orjson.dumps(envelope.channel_pivot(call_id, self.settings.node, flow)),
-            content_type=JSON,
-            headers={names.HEADER_CALL_ID: call_id},
-            delivery_mode=DeliveryMode.NOT_PERSISTENT,
-        )
-        await callevt.publish(
-            event,
-            routing_key=names.call_event_routing_key(names.EVENT_NAME_CHANNEL_PIVOT, call_id),
-            mandatory=False,
+        await self._publish(
+            names.EXCHANGE_CALLEVT,
+            names.call_event_routing_key(names.EVENT_NAME_CHANNEL_PIVOT, call_id),
+            envelope.channel_pivot(call_id, self.settings.node, flow),
+            {names.HEADER_CALL_ID: call_id},
         )
 
     async def publish_failed(self, call_id: str, controller_queue: str, reason: Reason) -> None:
