@@ -93,16 +93,7 @@ class Pipeline:
         try:
             validate_pivot_req(msg)
         except RequestRejected as exc:
-            identity = reply_identity(msg)
-            call_id, queue = identity if identity is not None else (None, None)
-            return Decision(
-                Outcome.FAILED if identity else Outcome.DEAD_LETTERED,
-                call_id=call_id,
-                controller_queue=queue,
-                reason=Reason.INVALID_REQUEST,
-                message=str(exc),
-                dead_letter=True,
-            )
+            return self._rejected(msg, exc, received_at)
         request = PivotRequest.from_message(msg)
         trace = PivotTrace(
             call_id=request.call_id,
@@ -138,6 +129,40 @@ class Pipeline:
         trace.flow = decision.flow
         trace.total_ms = (self._now() - received_at) * 1000.0
         return decision
+
+    def _rejected(self, msg: Any, exc: RequestRejected, received_at: float) -> Decision:
+        """A pivot_req that breaks the contract: dead-lettered, and answered ``failed`` (and
+        recorded for the debug API) when it still names a call and a reply queue."""
+        identity = reply_identity(msg)
+        if identity is None:
+            return Decision(
+                Outcome.DEAD_LETTERED, reason=Reason.INVALID_REQUEST, message=str(exc), dead_letter=True
+            )
+        call_id, queue = identity
+        call = msg["Call"]
+        account = call.get("Account-ID")
+        trace = PivotTrace(
+            call_id=call_id,
+            account_id=account if isinstance(account, str) else None,
+            debug=False,
+            node=self.settings.node,
+            voice_uri=str(msg.get("Voice-URI", "")),
+            method=str(msg.get("HTTP-Method", "get")).lower(),
+            request_format=str(msg.get("Request-Format", "twiml")),
+            received_at=received_at,
+            outcome=Outcome.FAILED,
+            reason=Reason.INVALID_REQUEST,
+            message=str(exc),
+        )
+        return Decision(
+            Outcome.FAILED,
+            call_id=call_id,
+            controller_queue=queue,
+            reason=Reason.INVALID_REQUEST,
+            message=str(exc),
+            trace=trace,
+            dead_letter=True,
+        )
 
     async def _serve(self, request: PivotRequest, trace: PivotTrace, stale_at: float) -> dict[str, Any]:
         remaining_s = stale_at - self._now()

@@ -95,3 +95,15 @@ async def test_failure_is_recorded_even_with_debug_off_without_bodies(
     assert result["reason"] == "schema_error"
     assert result["schema_errors"]["errors"][0]["pointer"] == "/data/text"
     assert not any(r.get("resp_body") for r in records)
+
+
+async def test_invalid_request_is_recorded_for_its_call(
+    embedded: tuple[WorkerProcess, str], kazoo: KazooCallflow
+) -> None:
+    _worker, api = embedded
+    side, call = kazoo.new_call()
+    await kazoo.publish(side, pivot_req(call, "http://127.0.0.1/x", **{"HTTP-Method": "put"}))
+    await side.wait_for(1)
+    records, _ = await poll_records(api, side.call_id, want=1)
+    assert records[-1]["reason"] == "invalid_request"
+    assert "HTTP-Method" in records[-1]["message"]
