@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import logging
 import sys
 from collections.abc import Sequence
 
 from . import __version__, logs
+from .collector import Collector
 from .runtime import run_loop, settle_heap, stop_on_signals
 from .settings import Settings, SettingsError, parse_networks
 from .translate_cmd import register as register_translate
 
+logger = logging.getLogger(__name__)
+
 
 async def _serve(settings: Settings, *, with_collector: bool) -> int:
-    from .collector import Collector
     from .worker import Worker
 
     stop = asyncio.Event()
     why = stop_on_signals(stop)
-    # The embedded collector starts first: a taken API port or a bad tokens file fails start-up
-    # before any request is taken.
-    collector = Collector(settings) if with_collector else None
-    if collector is not None:
-        await collector.start()
+    collector = await _start_embedded_collector(settings) if with_collector else None
     worker = Worker(settings)
     try:
         await worker.start()
@@ -34,6 +34,28 @@ async def _serve(settings: Settings, *, with_collector: bool) -> int:
         if collector is not None:
             await collector.stop()
     return 0
+
+
+async def _start_embedded_collector(settings: Settings) -> Collector | None:
+    """Start the in-process collector and API before any request is taken.
+
+    A bad tokens file or database URL fails start-up. A taken API address usually means another
+    ``pivot-worker run`` on this host already serves the collector: this process then runs without
+    one (saying so) rather than refusing to start, so a second worker needs no extra flag.
+    """
+    collector = Collector(settings)
+    try:
+        await collector.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        logger.warning(
+            "debug API address %s is in use (another pivot-worker or pivot-collector?): "
+            "running without the embedded collector",
+            settings.api_listen,
+        )
+        return None
+    return collector
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -107,3 +107,20 @@ async def test_invalid_request_is_recorded_for_its_call(
     records, _ = await poll_records(api, side.call_id, want=1)
     assert records[-1]["reason"] == "invalid_request"
     assert "HTTP-Method" in records[-1]["message"]
+
+
+async def test_a_second_worker_on_the_same_host_starts_without_its_own_collector(
+    embedded: tuple[WorkerProcess, str], kazoo: KazooCallflow, dev: DevServer, tmp_path: Path
+) -> None:
+    first, api = embedded
+    second = WorkerProcess(first.env, tmp_path / "second.log", "second", args=()).start()
+    try:
+        assert "running without the embedded collector" in second.log()
+        url = dev.answer("/two", '{"module": "tts", "data": {"text": "Hi"}}')
+        side, call = kazoo.new_call()
+        await kazoo.publish(side, pivot_req(call, url, Debug=True))
+        await side.wait_for(2)
+        records, _ = await poll_records(api, side.call_id, want=3)  # stored by the first one's collector
+        assert records[-1]["event_type"] == "result"
+    finally:
+        second.stop()
