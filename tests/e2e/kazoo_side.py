@@ -14,6 +14,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -39,64 +40,37 @@ pamqp.encode.METHODS["timestamp"] = _kazoo_timestamp
 amqp_compat.install()  # this side reads its own microsecond timestamps back (e.g. in returned messages)
 
 
+_EXAMPLE_CALL: dict[str, Any] = orjson.loads(
+    (
+        Path(__file__).resolve().parents[2] / "amqp_schemas/examples/valid/pivot_req/kazoo_wire_example.json"
+    ).read_bytes()
+)["Call"]
+ACCOUNT_ID = "3a1b2c4d5e6f708192a3b4c5d6e7f809"
+
+
 def base_call(call_id: str, controller_queue: str, realm: str = "sip.example.com") -> dict[str, Any]:
-    account = "3a1b2c4d5e6f708192a3b4c5d6e7f809"
-    return {
-        "Account-DB": "account%2F3a%2F1b%2F2c4d5e6f708192a3b4c5d6e7f809",
-        "Account-ID": account,
-        "Authorizing-ID": "9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
-        "Authorizing-Type": "device",
-        "Call-Bridged": False,
-        "Call-Direction": "inbound",
-        "Call-ID": call_id,
-        "Callee-ID-Number": "2000",
-        "Caller-ID-Name": "Alice Smith",
-        "Caller-ID-Number": "1001",
-        "Control-Queue": "ecallmgr@fs1.example.com-<0.8812.0>-6f1a2b3c",
-        "Controller-Queue": controller_queue,
-        "Custom-Application-Vars": {},
-        "Custom-Channel-Vars": {
-            "Account-ID": account,
-            "Authorizing-ID": "9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
-            "Authorizing-Type": "device",
-            "CallFlow-ID": "c0ffee00c0ffee00c0ffee00c0ffee00",
-            "Owner-ID": "6d2f0c1b2a3948576a5b4c3d2e1f0a9b",
-            "Realm": realm,
-            "Username": "user_alice",
-        },
-        "Custom-SIP-Headers": {"X-Tenant": "acme & co"},
-        "Fetch-ID": "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90",
-        "From": f"1001@{realm}",
-        "From-Realm": realm,
-        "From-Tag": "8kR3cX5v",
-        "From-User": "1001",
-        "Is-Call-Forward": False,
-        "Is-Recording": False,
-        "Key-Value-Store": {
-            "cf_capture_groups": {},
-            "cf_flow": {"module": "pivot", "data": {"voice_url": "http://x"}, "children": {}},
-            "cf_flow_id": "c0ffee00c0ffee00c0ffee00c0ffee00",
-            "cf_flow_name": "2000",
-            "cf_last_action": "cf_pivot",
-            "cf_no_match": False,
-            "context-source": "cf_pivot",
-            "dtmf_collections": {"default": "42"},
-        },
-        "Language": "en-us",
-        "Message-Left": False,
-        "Owner-ID": "6d2f0c1b2a3948576a5b4c3d2e1f0a9b",
-        "Request": f"2000@{realm}",
-        "Request-Realm": realm,
-        "Request-User": "2000",
-        "Resource-Type": "audio",
-        "Switch-Hostname": "fs1.example.com",
-        "Switch-Nodename": "freeswitch@fs1.example.com",
-        "Switch-URI": "sip:10.0.0.5:5060",
-        "Switch-URL": "sip:mod_sofia@10.0.0.5:11000",
-        "To": f"2000@{realm}",
-        "To-Realm": realm,
-        "To-User": "2000",
-    }
+    """The kazoo-wire.md 2.6 Call (as the contract's example ships it) for one test call.
+
+    Differences from the example, on purpose: a 32-hex account id like Kazoo's, a caller name with a
+    space and a SIP header value with ``&`` (both must survive encoding), and ``realm`` everywhere.
+    """
+    call = copy.deepcopy(_EXAMPLE_CALL)
+    call.update(
+        {
+            "Account-DB": "account%2F3a%2F1b%2F2c4d5e6f708192a3b4c5d6e7f809",
+            "Account-ID": ACCOUNT_ID,
+            "Call-ID": call_id,
+            "Caller-ID-Name": "Alice Smith",
+            "Controller-Queue": controller_queue,
+            "Custom-SIP-Headers": {"X-Tenant": "acme & co"},
+        }
+    )
+    call["Custom-Channel-Vars"].update({"Account-ID": ACCOUNT_ID, "Realm": realm})
+    for key in ("From", "Request", "To"):
+        call[key] = f"{call[key].split('@', 1)[0]}@{realm}"
+    for key in ("From-Realm", "Request-Realm", "To-Realm"):
+        call[key] = realm
+    return call
 
 
 def pivot_req(call: dict[str, Any], voice_uri: str, **fields: Any) -> dict[str, Any]:
