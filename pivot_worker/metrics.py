@@ -6,11 +6,14 @@ collide. Updating costs a few microseconds per request; the exporter runs only w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .trace import PivotTrace
+from .twiml import TranslationMemo
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 9.0)
 
@@ -58,6 +61,10 @@ class WorkerMetrics:
         )
         gauge.set_function(lambda: float(dropped()))
 
+    def watch_translation_memo(self, memo: TranslationMemo) -> None:
+        """Export the memo's own counts when scraped: nothing is added to the request path."""
+        self.registry.register(_MemoCollector(memo))
+
     def observe(self, outcome: str, reason: str, seconds: float, trace: PivotTrace | None) -> None:
         counter = self._by_outcome.get((outcome, reason))
         if counter is None:  # label lookups cost more than the increment: keep the children
@@ -78,3 +85,18 @@ class WorkerMetrics:
         """Start the exporter thread on ``host:port``."""
         host, _, port = listen.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)  # noqa: S104
+
+
+class _MemoCollector(Collector):
+    def __init__(self, memo: TranslationMemo) -> None:
+        self._memo = memo
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "pivot_translations",
+            "TwiML documents translated, by whether the translation memo served them",
+            labels=["memo"],
+        )
+        family.add_metric(["hit"], self._memo.hits)
+        family.add_metric(["miss"], self._memo.misses)
+        yield family

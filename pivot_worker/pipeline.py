@@ -78,6 +78,7 @@ class Pipeline:
         self.policy: AddressPolicy = fetcher.policy
         self._now = wall_clock
         self._continuation_key = settings.continuation_key.encode() or _derived_key(settings)
+        self.translations = twiml.TranslationMemo(settings.translation_memo)
 
     async def handle(self, body: bytes, timestamp: datetime | None = None) -> Decision:
         received_at = self._now()
@@ -233,7 +234,7 @@ class Pipeline:
             debug=request.debug,
             request_timeout_ms=request.timeout_ms,
         )
-        translation = twiml.translate_twiml(body, ctx)
+        translation = self.translations.translate(body, ctx)
         trace.warnings.extend(translation.warnings)
         return translation.flow
 

@@ -79,6 +79,7 @@ class Settings:
     max_iterations: int = 50
     continuation_key: str = field(default="", metadata={"secret": True})
     recording_url: str = ""
+    translation_memo: int = 256
 
     # Debug events, collector and API.
     debug_exchange: str = "pivot"
@@ -104,6 +105,7 @@ class Settings:
             (self.fetch_attempts >= 1, "FETCH_ATTEMPTS", "must be at least 1"),
             (self.http_max_connections >= 1, "HTTP_MAX_CONNECTIONS", "must be at least 1"),
             (self.max_iterations >= 1, "MAX_ITERATIONS", "must be at least 1"),
+            (self.translation_memo >= 0, "TRANSLATION_MEMO", "must be 0 or more"),
             (self.shutdown_grace_s >= 0, "SHUTDOWN_GRACE_S", "must be 0 or more"),
             (self.debug_buffer >= 1, "DEBUG_BUFFER", "must be at least 1"),
             (self.debug_retention_days >= 1, "DEBUG_RETENTION_DAYS", "must be at least 1"),

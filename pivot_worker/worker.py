@@ -78,6 +78,7 @@ class Worker:
             await self._publisher.start(self.connection)
             publisher = self._publisher
             self.metrics.watch_debug_drops(lambda: publisher.dropped)
+        self.metrics.watch_translation_memo(self.pipeline.translations)
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
         self._consumer_tag = await queue.consume(self._on_message)

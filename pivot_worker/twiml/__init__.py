@@ -1,6 +1,6 @@
 """TwiML to Kazoo callflow translation, stateless across requests.
 
-The worker uses five names: :func:`open_continuation` strips and verifies the state token from an
+The worker uses these names: :func:`open_continuation` strips and verifies the state token from an
 incoming ``Voice-URI``; :func:`plan_followup` turns it into request params (or a document to run
 without fetching); :func:`translate_twiml` turns a document into a validated callflow, given a
 :class:`TwimlContext`. See docs/twiml.md for the verb-by-verb mapping and its deviations.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from .context import Translation, TwimlContext
 from .continuation import TOKEN_PARAM, Continuation, open_continuation
 from .followup import Followup, call_aliases, plan_followup
+from .memo import TranslationMemo
 from .translate import translate_twiml
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Continuation",
     "Followup",
     "Translation",
+    "TranslationMemo",
     "TwimlContext",
     "call_aliases",
     "open_continuation",

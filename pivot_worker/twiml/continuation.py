@@ -154,8 +154,12 @@ def seal_continuation(cont: Continuation, key: bytes) -> str:
 
 def seal_payload(data: dict[str, Any], key: bytes) -> str:
     """Encode and sign a :func:`payload` (the translator builds one without a ``Continuation``)."""
+    return seal_json(orjson.dumps(data), key)
+
+
+def seal_json(raw: bytes, key: bytes) -> str:
+    """Encode and sign a :func:`payload` already serialised with ``orjson.dumps``."""
     _require_key(key)
-    raw = orjson.dumps(data)
     if len(raw) > _COMPRESS_OVER:
         version, body = _ZLIB, zlib.compress(raw, 6)
     else:
@@ -169,6 +173,23 @@ def seal_payload(data: dict[str, Any], key: bytes) -> str:
             reason=Reason.LIMIT_EXCEEDED,
         )
     return token
+
+
+def _call_prefix(call_id: str) -> bytes:
+    """How a serialised :func:`payload` starts: the call id is its first field, and never its last."""
+    return b'{"c":' + orjson.dumps(call_id) + b","
+
+
+def payload_for_call(raw: bytes, call_id: str, other_call_id: str) -> bytes:
+    """The serialised payload ``raw`` of ``call_id``, for ``other_call_id`` instead.
+
+    Byte for byte what :func:`payload` with ``other_call_id`` and the same fields serialises to,
+    so a token resealed from it is the one a fresh translation for that call would seal.
+    """
+    prefix = _call_prefix(call_id)
+    if not raw.startswith(prefix):
+        raise ValueError("not a serialised payload of this call")
+    return _call_prefix(other_call_id) + raw[len(prefix) :]
 
 
 def attach_token(url: str, token: str) -> str:

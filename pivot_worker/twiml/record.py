@@ -66,7 +66,7 @@ def record(element: etree._Element, st: State, rest: list[etree._Element]) -> St
     location = ""
     if storage:
         data["url"] = storage
-        location = recording_location(storage, st.ctx.call_id)
+        location = recording_location(storage, st.bind_to_call())
     else:
         st.warn(
             element,

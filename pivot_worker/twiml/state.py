@@ -13,13 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import fastjsonschema
+import orjson
 from lxml import etree
 
 from ..callflow.modules import PASS_THROUGH_MODULES, DataValidator, data_validator
 from ..callflow.validate import validate_flow
 from ..errors import Finding, PivotError, Reason, TranslationError
 from .context import TwimlContext
-from .continuation import attach_token, payload, seal_payload
+from .continuation import attach_token, payload, seal_json
 from .limits import MAX_FINDINGS, MAX_FLOW_NODES
 from .parse import Document
 from .urls import resolve_http_url
@@ -52,7 +53,19 @@ def _accept_as_is(data: Any) -> Any:
 class State:
     """Findings and shared resources for translating one document."""
 
-    __slots__ = ("checked", "ctx", "doc", "errors", "made", "nodes", "variables", "walk", "warnings")
+    __slots__ = (
+        "call_bound",
+        "checked",
+        "ctx",
+        "doc",
+        "errors",
+        "made",
+        "nodes",
+        "sealed",
+        "variables",
+        "walk",
+        "warnings",
+    )
 
     def __init__(self, ctx: TwimlContext, doc: Document, walk: Walker) -> None:
         self.ctx = ctx
@@ -66,6 +79,18 @@ class State:
         self.variables: dict[str, str] = dict(ctx.continuation.variables) if ctx.continuation else {}
         self.checked: set[str] = set()
         """URLs that already passed ``ctx.check_url`` in this translation (each is checked once)."""
+        self.sealed: list[SealedCallback] = []
+        """Every callback made, with what its token was sealed from (see :mod:`.memo`)."""
+        self.call_bound = False
+        """Set when node data other than a callback token names the call (:meth:`bind_to_call`)."""
+
+    def bind_to_call(self) -> str:
+        """The call's id, for node data that names the call (not for callback tokens).
+
+        Such a flow is only right for this call, so it is never reused for another one.
+        """
+        self.call_bound = True
+        return self.ctx.call_id
 
     # -- findings ------------------------------------------------------------------------------
 
@@ -182,9 +207,9 @@ class State:
                 f"{ctx.max_iterations}",
                 Reason.REDIRECT_LOOP,
             )
-        state = payload(ctx.call_id, following, kind, self.variables, **fields)  # serialised at once
+        raw = orjson.dumps(payload(ctx.call_id, following, kind, self.variables, **fields))
         try:
-            token = seal_payload(state, ctx.continuation_key)
+            token = seal_json(raw, ctx.continuation_key)
         except PivotError as exc:
             if exc.reason is Reason.LIMIT_EXCEEDED:
                 raise self.fatal(element, "continuation-size", str(exc), Reason.LIMIT_EXCEEDED) from exc
@@ -199,7 +224,19 @@ class State:
             data["debug"] = True
         if ctx.request_timeout_ms:
             data["req_timeout_ms"] = min(ctx.request_timeout_ms, PIVOT_TIMEOUT_CAP_MS)
+        self.sealed.append(SealedCallback(data, url, raw))
         return self.node(element, "pivot", data, {"_": self.fixed_node(element, HANGUP)})
+
+
+class SealedCallback:
+    """A callback node's ``data``, its URL before the token, and the payload the token seals."""
+
+    __slots__ = ("data", "payload", "url")
+
+    def __init__(self, data: dict[str, Any], url: str, payload: bytes) -> None:
+        self.data = data
+        self.url = url
+        self.payload = payload
 
 
 class Template:

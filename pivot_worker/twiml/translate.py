@@ -59,6 +59,11 @@ def translate_twiml(body: bytes, ctx: TwimlContext) -> Translation:
     ``limit_exceeded`` or ``redirect_loop``) with located findings, and ``PivotError``
     (``blocked_address``/``invalid_url``) when a URL the flow would use fails ``ctx.check_url``.
     """
+    return translate_document(body, ctx)[0]
+
+
+def translate_document(body: bytes, ctx: TwimlContext) -> tuple[Translation, State]:
+    """:func:`translate_twiml`, also returning the translation's :class:`State` (for the memo)."""
     doc = parse_document(body)
     st = State(ctx, doc, walk)
     if ctx.iteration > ctx.max_iterations:
@@ -72,7 +77,7 @@ def translate_twiml(body: bytes, ctx: TwimlContext) -> Translation:
     st.raise_errors()
     head = walk(verbs, st)
     st.raise_errors()
-    return Translation(flow=st.complete(head), warnings=st.warnings)
+    return Translation(flow=st.complete(head), warnings=st.warnings), st
 
 
 def walk(verbs: Sequence[etree._Element], st: State) -> Node:
