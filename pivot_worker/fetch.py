@@ -61,6 +61,10 @@ class HttpRequestSpec:
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:
+    """An answer that carries a script. ``url`` is the document's own URL, the base its relative
+    references resolve against: the developer's URL as written (for GET, without the call's params
+    the worker added to its query, as Kazoo keeps ``voice_uri``), or the last redirect's target."""
+
     status: int
     url: str
     content_type: str | None
@@ -118,6 +122,7 @@ class _Attempt:
 
     async def run(self) -> FetchResult:
         url, body, headers = _encode(self.spec)
+        document_url = self.spec.url
         method = self.spec.method.upper()
         seen: set[str] = set()
         for _hop in range(self.fetcher.settings.max_redirects + 1):
@@ -131,9 +136,9 @@ class _Attempt:
                 exchange.error_reason, exchange.error = exc.reason, str(exc)
                 raise
             if location is None:
-                return result
+                return FetchResult(result.status, document_url, result.content_type, result.body)
             seen.add(url)
-            url = location
+            url = document_url = location
             if url in seen:
                 raise FetchError(f"redirect loop back to {shown_url(url)}", reason=Reason.TOO_MANY_REDIRECTS)
             if result.status == 303 or (result.status in (301, 302) and method == "POST"):

@@ -138,3 +138,28 @@ async def test_cookies_are_never_carried_between_requests(fetcher: Fetcher, dev:
     await fetcher.fetch(spec(url), deadline=deadline(), trace=new_trace())
     await fetcher.fetch(spec(url), deadline=deadline(), trace=new_trace())
     assert "Cookie" not in dev.seen_at("/c")[1].headers
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+async def test_the_document_url_is_the_developers_url_not_the_query_the_worker_added(
+    fetcher: Fetcher, dev: DevServer, method: str
+) -> None:
+    # Relative references and a Gather without action resolve against it, as Kazoo's voice_uri.
+    url = dev.answer("/ivr?tenant=7", "<Response/>", content_type="text/xml")
+    dev.answer("/ivr", "<Response/>", content_type="text/xml")
+    result = await fetcher.fetch(spec(url, method), deadline=deadline(), trace=new_trace())
+    assert result.url == url
+    (seen,) = dev.seen_at("/ivr")
+    assert "Call-ID=c1" in (seen.query_string if method == "get" else seen.body.decode())
+
+
+async def test_after_a_redirect_the_document_url_is_where_the_script_came_from(
+    fetcher: Fetcher, dev: DevServer
+) -> None:
+    target = dev.answer("/moved/menu.xml", "<Response/>", content_type="text/xml")
+    start = dev.answer(
+        "/start", "", content_type=None, status=302, headers={"Location": "/moved/menu.xml?v=2"}
+    )
+    result = await fetcher.fetch(spec(start), deadline=deadline(), trace=new_trace())
+    assert result.url == target + "?v=2"
+    assert result.body == b"<Response/>"
