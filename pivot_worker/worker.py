@@ -135,7 +135,7 @@ class Worker:
             publish_started = time.perf_counter()
             await self._reply(message, decision)
             self.metrics.publish_latency.observe(time.perf_counter() - publish_started)
-            await message.ack()
+            await self._ack(message)
         except asyncio.CancelledError:
             await self._requeue(message)
             raise
@@ -171,6 +171,16 @@ class Worker:
                 )
         if decision.dead_letter:
             await bus.dead_letter(message, decision.reason or Reason.INVALID_REQUEST, decision.message)
+
+    @staticmethod
+    async def _ack(message: AbstractIncomingMessage) -> None:
+        """Ack without waiting for the frame to reach the socket (aio-pika's ``ack`` waits).
+
+        Nothing is gained by waiting: written or not, an ack the broker never reads means the
+        request comes back, exactly as if the connection had dropped just after the write.
+        """
+        assert message.delivery_tag is not None  # consumed with acks, so always set
+        await message.channel.basic_ack(message.delivery_tag, wait=False)
 
     async def _requeue(self, message: AbstractIncomingMessage) -> None:
         self.counts["requeued"] += 1
