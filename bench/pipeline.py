@@ -247,19 +247,23 @@ class Bench:
     async def _spawn_worker(self, variant: str, queue: str, index: int, rep: int) -> Child:
         name = f"{variant}-r{rep}-p{index}"
         if variant == "worker":
-            env = _clean_env() | {
-                "PIVOT_AMQP_URL": self.args.amqp_url,
-                "PIVOT_QUEUE": queue,
-                "PIVOT_ALLOW_NETWORKS": "127.0.0.0/8",
-                "PIVOT_PREFETCH": "50",
-                "PIVOT_CONTINUATION_KEY": "bench",
-                "PIVOT_LOG_LEVEL": "WARNING",
-                # The embedded debug collector, kept apart from anything else on the broker and
-                # the machine: its own debug exchange (and queue), API port and SQLite file.
-                "PIVOT_DEBUG_EXCHANGE": self.debug_exchange,
-                "PIVOT_API_LISTEN": "127.0.0.1:0",
-                "PIVOT_DATABASE_URL": f"sqlite:///{self.children.log_dir.resolve() / name}.sqlite3",
-            }
+            env = (
+                _clean_env()
+                | {
+                    "PIVOT_AMQP_URL": self.args.amqp_url,
+                    "PIVOT_QUEUE": queue,
+                    "PIVOT_ALLOW_NETWORKS": "127.0.0.0/8",
+                    "PIVOT_PREFETCH": "50",
+                    "PIVOT_CONTINUATION_KEY": "bench",
+                    "PIVOT_LOG_LEVEL": "WARNING",
+                    # The embedded debug collector, kept apart from anything else on the broker and
+                    # the machine: its own debug exchange (and queue), API port and SQLite file.
+                    "PIVOT_DEBUG_EXCHANGE": self.debug_exchange,
+                    "PIVOT_API_LISTEN": "127.0.0.1:0",
+                    "PIVOT_DATABASE_URL": f"sqlite:///{self.children.log_dir.resolve() / name}.sqlite3",
+                }
+                | self.args.worker_env
+            )
             argv = [sys.executable, "-m", "pivot_worker", "run"]
             if self.args.no_collector:
                 argv.append("--no-collector")
@@ -621,6 +625,7 @@ def build_result(bench: Bench, args: argparse.Namespace, started: float, error: 
             },
             "variants": list(args.variants),
             "worker_embedded_collector": not args.no_collector,
+            "worker_env": dict(args.worker_env),
             "formats": list(args.formats),
             "machine": _machine(),
             "versions": _versions(),
@@ -708,7 +713,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the real worker with --no-collector (default: with its embedded debug collector)",
     )
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of kazoo,twiml")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="PIVOT_NAME=VALUE",
+        help="a setting for the real worker, e.g. PIVOT_TRANSLATION_MEMO=0 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    worker_env: dict[str, str] = {}
+    for item in args.worker_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("PIVOT_"):
+            parser.error(f"--worker-env {item!r}: expected PIVOT_NAME=VALUE")
+        worker_env[name] = value
+    args.worker_env = worker_env
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     for name, given, known in (("--variants", args.variants, VARIANTS), ("--formats", args.formats, FORMATS)):

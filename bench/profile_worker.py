@@ -115,6 +115,7 @@ async def main_async(args: argparse.Namespace) -> int:
         formats=[args.format],
         quick=False,
         no_collector=False,
+        worker_env={},
     )
     plan = profile_plan()
     bench = Bench(options, plan, raw_path.with_suffix(".logs"))
