@@ -255,6 +255,8 @@ def test_bare_kazoo_params_flatten_nested_values() -> None:
         (["--variants", "bare,fast"], "fast not among"),
         (["--formats", ""], "nothing not among"),
         (["--reps", "0"], "at least 1"),
+        (["--worker-env", "TRANSLATION_MEMO=0"], "expected PIVOT_NAME=VALUE"),
+        (["--worker-env", "PIVOT_TRANSLATION_MEMO"], "expected PIVOT_NAME=VALUE"),
     ],
 )
 def test_pipeline_refuses_bad_arguments(
@@ -263,3 +265,11 @@ def test_pipeline_refuses_bad_arguments(
     with pytest.raises(SystemExit):
         pipeline.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_pipeline_passes_worker_settings_through() -> None:
+    args = pipeline.parse_args(
+        ["--worker-env", "PIVOT_TRANSLATION_MEMO=0", "--worker-env", "PIVOT_PREFETCH=20"]
+    )
+    assert args.worker_env == {"PIVOT_TRANSLATION_MEMO": "0", "PIVOT_PREFETCH": "20"}
+    assert pipeline.parse_args([]).worker_env == {}
