@@ -59,7 +59,7 @@ import uvloop
 from bench import report
 from bench.broker import BrokerControl
 from bench.procs import Child, Children
-from bench.procstat import Snapshot, find_broker_pid
+from bench.procstat import Snapshot, find_broker_pid, peak_rss_mib
 from bench.report import FOREIGN_LOAD_CORES
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -380,6 +380,9 @@ class Bench:
             "valid": done >= n,
             **self._cpu(before, after, min(done, n), elapsed),
         }
+        peaks = [mib for mib in (peak_rss_mib(w.pid) for w in workers) if mib is not None]
+        if peaks:
+            run["worker_peak_rss_mib"] = max(peaks)
         if record:
             self.runs.append(run)
             self._progress(run)

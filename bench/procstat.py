@@ -1,4 +1,4 @@
-"""Exact CPU time of processes from ``/proc``, for "CPU per request" figures.
+"""Exact CPU time (and peak memory) of processes from ``/proc``, for "per request" figures.
 
 ``/proc/<pid>/task/<tid>/schedstat`` holds each thread's time on CPU in nanoseconds; summing the
 threads gives the process's CPU time with no 10 ms tick sampling (limits.md found utime/stime
@@ -29,6 +29,18 @@ def cpu_ns(pid: int) -> int | None:
             continue  # the thread exited between listing and reading
         total += int(text.split()[0])
     return total
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """The most resident memory ``pid`` has held since it started (``VmHWM``), in MiB."""
+    try:
+        text = (PROC / str(pid) / "status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # the kernel writes kB
+    return None
 
 
 def machine_busy_s() -> float:

@@ -57,7 +57,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         skipped = [r["skipped"] for r in group if r.get("skipped")]
         if skipped:
             cell["skipped"] = skipped[0]
-        metrics = ("req_per_s",) if key[2] == "throughput" else ("p50_ms", "p90_ms", "p99_ms", "max_ms")
+        metrics = (
+            ("req_per_s", "worker_peak_rss_mib")
+            if key[2] == "throughput"
+            else ("p50_ms", "p90_ms", "p99_ms", "max_ms")
+        )
         for metric in metrics:
             values = [float(r[metric]) for r in valid if r.get(metric) is not None]
             if values:
@@ -159,6 +163,12 @@ def _cpu(cell: dict[str, Any] | None, name: str) -> str:
     return f"{cell['cpu_us_per_req'][name]:.0f}"
 
 
+def _peak_rss(cell: dict[str, Any] | None) -> str:
+    if cell is None or "worker_peak_rss_mib" not in cell:
+        return "-"
+    return f"{cell['worker_peak_rss_mib']['median']:.0f}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
@@ -183,6 +193,7 @@ def render(result: dict[str, Any]) -> str:
         "worker µs/req",
         "broker µs/req",
         "server µs/req",
+        "worker peak MiB",
         "2 procs req/s",
         "e2e @100/s p50 / p99 ms",
         "e2e @500/s p50 / p99 ms",
@@ -199,6 +210,7 @@ def render(result: dict[str, Any]) -> str:
                     _cpu(one, "worker"),
                     _cpu(one, "broker"),
                     _cpu(one, "server"),
+                    _peak_rss(one),
                     _fmt_spread(summary.get(f"{variant}/{fmt}/throughput/2"), "req_per_s"),
                     _latency(summary.get(f"{variant}/{fmt}/latency/100")),
                     _latency(summary.get(f"{variant}/{fmt}/latency/500")),

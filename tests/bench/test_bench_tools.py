@@ -6,13 +6,14 @@ The benchmarks themselves need a broker and minutes; these checks keep their boo
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
 import pytest
 from lxml import etree
 
-from bench import payloads, pipeline, report
+from bench import payloads, pipeline, procstat, report
 from bench.bare_worker import PARSER, kazoo_params, twiml_flow
 from bench.devserver import Answers, DeveloperServer
 from bench.loadgen import percentile
@@ -136,6 +137,36 @@ def test_render_prints_one_row_per_variant_and_format_and_the_verdicts() -> None
     assert "| per-call-queue | kazoo  | 200 " in text
     assert "[NOT MET] worker throughput >= 85% of bare" in text
     assert "2.00 / 4.00" in text  # bare p50 / p99 at 100/s
+
+
+def test_the_table_shows_the_workers_median_peak_memory() -> None:
+    runs = [
+        _thr("worker", "kazoo", 1, 1200, rep=1, worker_peak_rss_mib=61.0),
+        _thr("worker", "kazoo", 1, 1210, rep=2, worker_peak_rss_mib=64.5),
+        _thr("worker", "kazoo", 1, 1190, rep=3, worker_peak_rss_mib=90.0),
+        _thr("bare", "kazoo", 1, 1300),  # measured without it: shown as "-"
+    ]
+    summary = report.summarize(runs)
+    assert summary["worker/kazoo/throughput/1"]["worker_peak_rss_mib"]["median"] == 64.5
+    ratio_table = report.ratios(summary, ["kazoo"])
+    text = report.render(
+        {
+            "meta": {"formats": ["kazoo"], "variants": ["bare", "worker"]},
+            "summary": summary,
+            "ratios": ratio_table,
+            "targets": report.targets(ratio_table),
+        }
+    )
+    header, _rule, bare_row, worker_row = text.splitlines()[:4]
+    column = [c.strip() for c in header.split("|")].index("worker peak MiB")
+    assert [c.strip() for c in worker_row.split("|")][column] == "64"
+    assert [c.strip() for c in bare_row.split("|")][column] == "-"
+
+
+def test_peak_memory_is_read_from_proc() -> None:
+    mib = procstat.peak_rss_mib(os.getpid())
+    assert mib is not None and 10 < mib < 4096
+    assert procstat.peak_rss_mib(2**22 + 1) is None  # beyond pid_max: no such process
 
 
 def test_percentile_is_nearest_rank() -> None:
