@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pivot_worker.callflow.validate import validate_flow
 from pivot_worker.errors import PivotError, Reason, TranslationError
-from pivot_worker.twiml import Continuation, Translation, translate_twiml
+from pivot_worker.twiml import Continuation, Translation, TranslationMemo, TwimlContext, translate_twiml
 from pivot_worker.twiml.continuation import REDIRECT
 from pivot_worker.twiml.vocabulary import ATTRIBUTES
 from tests.kazoo_conformance import assert_flow_conforms
@@ -181,3 +181,38 @@ def test_mangled_documents(body: bytes) -> None:
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes(body: bytes) -> None:
     _check(body)
+
+
+def _attempt(memo: TranslationMemo | None, body: bytes, ctx: TwimlContext) -> Translation | str:
+    try:
+        return memo.translate(body, ctx) if memo is not None else translate_twiml(body, ctx)
+    except PivotError as err:
+        return f"{type(err).__name__}: {err}"
+
+
+@FAST
+@given(
+    documents,
+    st.sampled_from([1, 1, 2, 49]),
+    st.dictionaries(st.sampled_from(["lang", "tier", "x"]), st.text(xml_chars, max_size=5), max_size=2),
+    st.sampled_from(["b2f0c6a1-0d4e-4a57-9a0e-6c1d2e3f4a5b", "x", "call@host.example", "c" * 300]),
+)
+def test_the_memo_gives_each_call_what_a_fresh_translation_would(
+    body: bytes, iteration: int, variables: dict[str, str], other_call: str
+) -> None:
+    # Whatever the document: after a translation for one call, the next call gets byte for byte
+    # the flow (or the error) a fresh translation for it gives; never a token of the first call.
+    def ctx(call_id: str) -> TwimlContext:
+        cont = (
+            None
+            if iteration == 1 and not variables
+            else Continuation(call_id=call_id, iteration=iteration, kind=REDIRECT, variables=variables)
+        )
+        return make_ctx(call_id=call_id, continuation=cont, check_url=refuse_host("evil.example.net"))
+
+    memo = TranslationMemo(4)
+    assert _attempt(memo, body, ctx(CALL_ID)) == _attempt(None, body, ctx(CALL_ID))
+    reused = _attempt(memo, body, ctx(other_call))
+    assert reused == _attempt(None, body, ctx(other_call))
+    if isinstance(reused, Translation):
+        assert CALL_ID not in str(reused.flow)
