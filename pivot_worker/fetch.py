@@ -131,12 +131,12 @@ class _Attempt:
             )
             self.trace.exchanges.append(exchange)
             try:
-                result, location = await self._one(exchange, method, url, body, headers)
+                result, location = await self._one(exchange, method, url, body, headers, document_url)
             except PivotError as exc:
                 exchange.error_reason, exchange.error = exc.reason, str(exc)
                 raise
             if location is None:
-                return FetchResult(result.status, document_url, result.content_type, result.body)
+                return result
             seen.add(url)
             url = document_url = location
             if url in seen:
@@ -150,8 +150,15 @@ class _Attempt:
         )
 
     async def _one(
-        self, exchange: HttpExchange, method: str, url: str, body: bytes, headers: dict[str, str]
+        self,
+        exchange: HttpExchange,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        document_url: str,
     ) -> tuple[FetchResult, str | None]:
+        """One HTTP exchange: the result (whose ``url`` is ``document_url``) or the redirect target."""
         fetcher = self.fetcher
         target = check_url(URL(url, encoded=True), fetcher.policy)
         timings = exchange.timings
@@ -174,7 +181,7 @@ class _Attempt:
                     location = resp.headers.get("Location")
                     if location:
                         next_url = str(target.join(URL(location)))
-                        return FetchResult(resp.status, url, None, b""), next_url
+                        return FetchResult(resp.status, document_url, None, b""), next_url
                 content = await self._read_body(resp)
                 exchange.response_body = content
         except PivotError:
@@ -197,7 +204,7 @@ class _Attempt:
                 reason=Reason.HTTP_STATUS,
                 detail={"status": status},
             )
-        return FetchResult(status, url, resp.headers.get("Content-Type"), content), None
+        return FetchResult(status, document_url, resp.headers.get("Content-Type"), content), None
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self.fetcher.settings.max_response_bytes

@@ -175,21 +175,21 @@ def seal_json(raw: bytes, key: bytes) -> str:
     return token
 
 
-def _call_prefix(call_id: str) -> bytes:
-    """How a serialised :func:`payload` starts: the call id is its first field, and never its last."""
+def call_prefix(call_id: str) -> bytes:
+    """How a serialised :func:`payload` of ``call_id`` starts: the call id is its first field, never its last.
+
+    ``call_prefix(c) + payload_after_call(raw, c0)`` is, byte for byte, what :func:`payload` with
+    call id ``c`` and the other fields of ``raw`` serialises to.
+    """
     return b'{"c":' + orjson.dumps(call_id) + b","
 
 
-def payload_for_call(raw: bytes, call_id: str, other_call_id: str) -> bytes:
-    """The serialised payload ``raw`` of ``call_id``, for ``other_call_id`` instead.
-
-    Byte for byte what :func:`payload` with ``other_call_id`` and the same fields serialises to,
-    so a token resealed from it is the one a fresh translation for that call would seal.
-    """
-    prefix = _call_prefix(call_id)
+def payload_after_call(raw: bytes, call_id: str) -> bytes:
+    """The serialised payload ``raw`` of ``call_id`` without its call id (see :func:`call_prefix`)."""
+    prefix = call_prefix(call_id)
     if not raw.startswith(prefix):
         raise ValueError("not a serialised payload of this call")
-    return _call_prefix(other_call_id) + raw[len(prefix) :]
+    return raw[len(prefix) :]
 
 
 def attach_token(url: str, token: str) -> str:

@@ -27,7 +27,7 @@ import orjson
 
 from ..errors import Finding, PivotError
 from .context import Translation, TwimlContext
-from .continuation import TOKEN_PARAM, attach_token, payload_for_call, seal_json
+from .continuation import TOKEN_PARAM, attach_token, call_prefix, payload_after_call, seal_json
 from .state import State
 from .translate import translate_document, translate_twiml
 
@@ -36,26 +36,25 @@ MAX_MEMO_BODY = 16 * 1024
 
 
 class _Callback:
-    __slots__ = ("path", "payload", "url")
+    __slots__ = ("path", "payload_rest", "url")
 
-    def __init__(self, path: tuple[str, ...], url: str, payload: bytes) -> None:
+    def __init__(self, path: tuple[str, ...], url: str, payload_rest: bytes) -> None:
         self.path = path
         """Child keys from the root to the callback's node."""
         self.url = url
-        self.payload = payload
+        self.payload_rest = payload_rest
+        """The token's payload after its call id (:func:`~.continuation.payload_after_call`)."""
 
 
 class _Entry:
     """One translation, ready to be given to another call."""
 
-    __slots__ = ("call_id", "callbacks", "flow_json", "warnings")
+    __slots__ = ("callbacks", "flow_json", "warnings")
 
     def __init__(
-        self, flow_json: bytes, call_id: str, callbacks: tuple[_Callback, ...], warnings: tuple[Finding, ...]
+        self, flow_json: bytes, callbacks: tuple[_Callback, ...], warnings: tuple[Finding, ...]
     ) -> None:
         self.flow_json = flow_json
-        self.call_id = call_id
-        """The call the payloads were sealed for."""
         self.callbacks = callbacks
         self.warnings = warnings
 
@@ -65,6 +64,7 @@ class _Entry:
         if st.call_bound:
             return None
         sealed = {id(callback.data): callback for callback in st.sealed}
+        call_id = st.ctx.call_id
         callbacks: list[_Callback] = []
         stack: list[tuple[tuple[str, ...], dict[str, Any]]] = [((), translation.flow)]
         while stack:
@@ -72,14 +72,12 @@ class _Entry:
             data = node.get("data")
             callback = sealed.pop(id(data), None)
             if callback is not None:
-                callbacks.append(_Callback(path, callback.url, callback.payload))
+                callbacks.append(_Callback(path, callback.url, payload_after_call(callback.payload, call_id)))
             elif isinstance(data, dict) and TOKEN_PARAM in str(data.get("voice_url", "")):
                 return None  # a token this entry could not seal again: never hand it to another call
             for key, child in node.get("children", {}).items():
                 stack.append(((*path, key), child))
-        return cls(
-            orjson.dumps(translation.flow), st.ctx.call_id, tuple(callbacks), tuple(translation.warnings)
-        )
+        return cls(orjson.dumps(translation.flow), tuple(callbacks), tuple(translation.warnings))
 
     def flow_for(self, call_id: str, key: bytes) -> dict[str, Any]:
         """A fresh copy of the flow, its callbacks sealed for ``call_id``.
@@ -88,12 +86,14 @@ class _Entry:
         limit); the caller then translates afresh, which reports it where it happens.
         """
         flow: dict[str, Any] = orjson.loads(self.flow_json)
+        prefix = call_prefix(call_id)
         for callback in self.callbacks:
             node = flow
             for child_key in callback.path:
                 node = node["children"][child_key]
-            payload = payload_for_call(callback.payload, self.call_id, call_id)
-            node["data"]["voice_url"] = attach_token(callback.url, seal_json(payload, key))
+            node["data"]["voice_url"] = attach_token(
+                callback.url, seal_json(prefix + callback.payload_rest, key)
+            )
         return flow
 
 
