@@ -46,6 +46,10 @@ class Reason(enum.StrEnum):
     INVALID_CONTINUATION = "invalid_continuation"
     STALE = "stale"
     INTERNAL_ERROR = "internal_error"
+    UNROUTABLE_CALL_ID = "unroutable_call_id"
+    CIRCUIT_OPEN = "circuit_open"
+    HOST_BUSY = "host_busy"
+    REDELIVERY_LIMIT = "redelivery_limit"
 
 
 @dataclass(frozen=True, slots=True)
