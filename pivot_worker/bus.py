@@ -10,8 +10,13 @@ Topology (declared on every (re)connect; idempotent):
   calls in a burst; that is why we do not reuse it;
 * ``<queue>.dead``: durable, where unusable messages go with the reason in a header.
 
-All publishes go through a confirm channel and are awaited: the input is acked only after the
-broker confirmed every output.
+With ``PIVOT_QUEUE_TYPE=quorum`` the work queue is a quorum queue (replicated, persistent even for
+Kazoo's transient messages) with a delivery limit, past which the broker dead-letters a request to
+``<queue>.dead`` by itself.
+
+Replies go through a confirm channel, ``mandatory``, and are awaited: an unroutable reply (the
+requester's queue not there, e.g. while Kazoo reconnects after a broker restart) raises
+:class:`~aiormq.exceptions.PublishError` instead of vanishing.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from aio_pika.abc import (
 from aio_pika.exceptions import DeliveryError
 from pamqp.commands import Basic
 
-from . import envelope, names
+from . import names
 from .errors import Reason
+from .replies import Reply
 from .settings import Settings
 
 JSON = "application/json"
@@ -63,13 +69,32 @@ class Bus:
             names.EXCHANGE_CALLEVT, ExchangeType.TOPIC, durable=False, auto_delete=False
         )
         await ch.declare_queue(self.dead_queue_name, durable=True)
-        queue = await ch.declare_queue(self.settings.queue, durable=True)
+        queue = await ch.declare_queue(self.settings.queue, durable=True, arguments=self.queue_arguments())
         await queue.bind(callmgr, names.PIVOT_REQ_BINDING)
         self.queue = queue
         return queue
 
+    def queue_arguments(self) -> dict[str, Any] | None:
+        if self.settings.queue_type != "quorum":
+            return None
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.settings.max_deliveries,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dead_queue_name,
+        }
+
+    async def publish_reply(self, reply: Reply) -> None:
+        await self._publish(reply.exchange, reply.routing_key, reply.body, reply.headers, mandatory=True)
+
     async def _publish(
-        self, exchange: str, routing_key: str, body: dict[str, Any], headers: dict[str, Any]
+        self,
+        exchange: str,
+        routing_key: str,
+        body: dict[str, Any],
+        headers: dict[str, Any],
+        *,
+        mandatory: bool = False,
     ) -> None:
         """Publish a reply and wait for the broker's confirm.
 
@@ -85,30 +110,14 @@ class Bus:
             message_id=body["Msg-ID"],
         )
         confirmation = await channel.basic_publish(
-            orjson.dumps(body), exchange=exchange, routing_key=routing_key, properties=properties
+            orjson.dumps(body),
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=mandatory,
         )
         if confirmation is not None and not isinstance(confirmation, Basic.Ack):
             raise DeliveryError(None, confirmation)
-
-    async def _targeted(self, controller_queue: str, body: dict[str, Any]) -> None:
-        target = names.reply_target(controller_queue)
-        await self._publish(names.EXCHANGE_TARGETED, target.routing_key, body, dict(target.headers()))
-
-    async def publish_success(self, call_id: str, controller_queue: str, flow: dict[str, Any]) -> None:
-        """``pivot.processing`` to the requester, then ``CHANNEL_PIVOT`` with the flow.
-
-        Awaited in order on one channel, so the broker routes ``processing`` before the flow.
-        """
-        await self._targeted(controller_queue, envelope.processing(call_id, self.settings.node))
-        await self._publish(
-            names.EXCHANGE_CALLEVT,
-            names.call_event_routing_key(names.EVENT_NAME_CHANNEL_PIVOT, call_id),
-            envelope.channel_pivot(call_id, self.settings.node, flow),
-            {names.HEADER_CALL_ID: call_id},
-        )
-
-    async def publish_failed(self, call_id: str, controller_queue: str, reason: Reason) -> None:
-        await self._targeted(controller_queue, envelope.failed(call_id, self.settings.node, reason))
 
     async def dead_letter(self, message: AbstractIncomingMessage, reason: Reason, detail: str) -> None:
         """Copy ``message`` to ``<queue>.dead`` with why it was refused; the caller then acks it."""

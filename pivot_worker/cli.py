@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from . import __version__, logs
 from .collector import Collector
-from .runtime import run_loop, settle_heap, stop_on_signals
+from .runtime import HARD_EXIT_MARGIN_S, exit_after, run_loop, settle_heap, stop_on_signals
 from .settings import Settings, SettingsError, parse_networks
 from .translate_cmd import register as register_translate
 
@@ -25,15 +25,25 @@ async def _serve(settings: Settings, *, with_collector: bool) -> int:
     why = stop_on_signals(stop)
     collector = await _start_embedded_collector(settings) if with_collector else None
     worker = Worker(settings)
+    exit_code = 0
     try:
         await worker.start()
         settle_heap()
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait())
+        fatal = asyncio.create_task(worker.link.fatal.wait())
+        await asyncio.wait({stopped, fatal}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        fatal.cancel()
+        if worker.link.fatal.is_set():
+            logger.error("exiting: the broker link cannot be restored (%s)", worker.link.fatal_reason)
+            exit_code = 1
     finally:
-        await worker.stop(why[0] if why else "stop")
+        # SIGTERM must end the process within the grace period plus 5 s, whatever hangs.
+        exit_after(settings.shutdown_grace_s + HARD_EXIT_MARGIN_S, code=exit_code or 1)
+        await worker.stop(why[0] if why else ("broker lost" if exit_code else "stop"))
         if collector is not None:
             await collector.stop()
-    return 0
+    return exit_code
 
 
 async def _start_embedded_collector(settings: Settings) -> Collector | None:

@@ -44,10 +44,15 @@ def failed(call_id: str, node: str, reason: Reason) -> dict[str, Any]:
 
 def channel_pivot(call_id: str, node: str, flow: dict[str, Any]) -> dict[str, Any]:
     """``CHANNEL_PIVOT`` with the flow as a JSON *string* in ``Application-Data``, as Kazoo sends it."""
+    return channel_pivot_json(call_id, node, orjson.dumps(flow).decode())
+
+
+def channel_pivot_json(call_id: str, node: str, flow_json: str) -> dict[str, Any]:
+    """:func:`channel_pivot` for a flow already serialised."""
     return {
         "App-Name": names.APP_NAME_TRANSLATOR,
         "App-Version": names.APP_VERSION,
-        "Application-Data": orjson.dumps(flow).decode(),
+        "Application-Data": flow_json,
         "Call-ID": call_id,
         "Event-Category": names.EVENT_CATEGORY_CALL_EVENT,
         "Event-Name": names.EVENT_NAME_CHANNEL_PIVOT,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import os
 import signal
+import threading
 from collections.abc import Coroutine
 from typing import Any
 
@@ -17,6 +20,27 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
         return asyncio.run(main)
     result: int = uvloop.run(main)
     return result
+
+
+HARD_EXIT_MARGIN_S = 4.0
+
+
+def exit_after(seconds: float, *, code: int) -> threading.Timer:
+    """End the process with ``code`` after ``seconds`` unless it ended before.
+
+    A watchdog thread, not a task: it fires even if the event loop is stuck in a hung library
+    call, so a stop signal always ends the process in bounded time.
+    """
+
+    def hard_exit() -> None:
+        logging.getLogger(__name__).error("shutdown took more than %.1f s: exiting now", seconds)
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def stop_on_signals(stop: asyncio.Event) -> list[str]:

@@ -44,7 +44,9 @@ def parse_name_list(text: str) -> tuple[str, ...]:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a ``scheme://user:pass@host`` URL for logs and reprs."""
+    """Hide the password of a ``scheme://user:pass@host`` URL (or of each in a comma-separated list)."""
+    if "," in url:
+        return ",".join(redact_url(part.strip()) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -61,9 +63,16 @@ class Settings:
     # Broker and queue.
     amqp_url: str = field(default="amqp://guest:guest@127.0.0.1:5672/", metadata={"secret": True})
     queue: str = "pivot_worker"
-    prefetch: int = 50
+    prefetch: int = 1000
     node: str = field(default_factory=_default_node)
     shutdown_grace_s: float = 20.0
+    queue_type: str = "classic"
+    max_deliveries: int = 5
+    reconnect_give_up_s: float = 60.0
+
+    # Exactly one answer per request across crashes.
+    ledger_url: str = field(default="sqlite:///pivot_ledger", metadata={"secret": True})
+    ledger_lease_ms: int = 2000
 
     # The developer's server.
     request_timeout_ms: int = 5000
@@ -72,7 +81,10 @@ class Settings:
     max_response_bytes: int = 64 * 1024
     max_redirects: int = 5
     fetch_attempts: int = 3
-    http_max_connections: int = 200
+    http_max_connections: int = 1000
+    host_concurrency: int = 200
+    breaker_failures: int = 5
+    breaker_open_s: float = 5.0
     allow_networks: tuple[Network, ...] = ()
 
     # TwiML translation.
@@ -104,15 +116,28 @@ class Settings:
             (self.max_redirects >= 0, "MAX_REDIRECTS", "must be 0 or more"),
             (self.fetch_attempts >= 1, "FETCH_ATTEMPTS", "must be at least 1"),
             (self.http_max_connections >= 1, "HTTP_MAX_CONNECTIONS", "must be at least 1"),
+            (self.host_concurrency >= 1, "HOST_CONCURRENCY", "must be at least 1"),
+            (self.breaker_failures >= 0, "BREAKER_FAILURES", "must be 0 (off) or more"),
+            (self.breaker_open_s > 0, "BREAKER_OPEN_S", "must be more than 0"),
             (self.max_iterations >= 1, "MAX_ITERATIONS", "must be at least 1"),
             (self.translation_memo >= 0, "TRANSLATION_MEMO", "must be 0 or more"),
             (self.shutdown_grace_s >= 0, "SHUTDOWN_GRACE_S", "must be 0 or more"),
             (self.debug_buffer >= 1, "DEBUG_BUFFER", "must be at least 1"),
             (self.debug_retention_days >= 1, "DEBUG_RETENTION_DAYS", "must be at least 1"),
+            (self.queue_type in ("classic", "quorum"), "QUEUE_TYPE", "must be classic or quorum"),
+            (self.max_deliveries >= 1, "MAX_DELIVERIES", "must be at least 1"),
+            (self.reconnect_give_up_s > 0, "RECONNECT_GIVE_UP_S", "must be more than 0"),
+            (self.ledger_lease_ms >= 1, "LEDGER_LEASE_MS", "must be at least 1"),
+            (bool(self.amqp_urls), "AMQP_URL", "must name at least one broker"),
         ]
         for ok, name, why in checks:
             if not ok:
                 raise SettingsError(f"{ENV_PREFIX}{name} {why}")
+
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """``PIVOT_AMQP_URL`` may list several brokers, comma-separated; they are tried in turn."""
+        return parse_name_list(self.amqp_url)
 
     @classmethod
     def env_names(cls) -> list[str]:

@@ -1,10 +1,20 @@
-"""The worker process: consume pivot_req, serve each in its own task, reply, ack; drain on shutdown.
+"""The worker process: consume pivot_req, serve each in its own task, reply exactly once, ack.
 
-Ack policy: an input is acked only after every output it caused was confirmed by the broker. If
-the channel dies first, the broker redelivers the input (to this worker after reconnecting, or to
-another one), so a crash or SIGKILL loses nothing. Shutdown: stop consuming, requeue whatever
-still arrives, wait up to ``PIVOT_SHUTDOWN_GRACE_S`` for in-flight requests, then cancel the rest,
-which requeue themselves; finally one summary line.
+Failure classes, each with one handling:
+
+* **the broker** (connection, channel or consumer gone; a reply not confirmed): the request stays
+  in memory; its replies are published on the next connection while it is still before its stale
+  point (never after); the input is acked only on the connection that delivered it, so a dead
+  connection's inputs come back from the broker and the ledger (``pivot_worker.ledger``) makes
+  sure nobody publishes them twice;
+* **a bug** (any other exception): logged with its traceback, answered ``pivot.failed``
+  (``internal_error``) if nothing was published for it yet and it names a call, dead-lettered and
+  acked: a bug never loops;
+* **a poison message** that kills the whole process: after ``PIVOT_MAX_DELIVERIES`` deliveries it is
+  dead-lettered (``redelivery_limit``) without being served again.
+
+Shutdown: stop consuming, requeue whatever still arrives, wait up to ``PIVOT_SHUTDOWN_GRACE_S`` for
+in-flight requests, then cancel the rest (they requeue themselves); one summary line.
 """
 
 from __future__ import annotations
@@ -12,21 +22,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
 import aio_pika
+import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aiormq.exceptions import AMQPError, PublishError
 
 from . import amqp_compat, callflow
-from .bus import Bus
 from .debug import DebugPublisher
 from .errors import Reason
 from .fetch import Fetcher
+from .ledger import Answer, Entry, Ledger, open_ledger, request_key
+from .ledger.base import ResilientLedger
+from .link import BrokerLink, Epoch
 from .logs import LIFECYCLE
 from .metrics import WorkerMetrics
-from .pipeline import Decision, Pipeline
+from .pipeline import Decision, Pipeline, origin_time
+from .replies import Reply, replies_for
+from .request import reply_identity
 from .settings import Settings, redact_url
 from .trace import DebugSink, NullDebugSink, Outcome
 
@@ -34,58 +52,71 @@ logger = logging.getLogger(__name__)
 request_log = logging.getLogger("pivot_worker.requests")
 lifecycle_log = logging.getLogger(LIFECYCLE)
 
-# aio-pika waits 5 s between reconnect attempts by default; a caller cannot wait that long.
-RECONNECT_INTERVAL_S = 0.5
+UNROUTABLE_RETRY_S = 0.1
+PRUNE_INTERVAL_S = 5.0
+LEDGER_KEEP_S = 60.0  # a ledger entry outlives its request's stale point by this much
+FAILED_REPLY_WINDOW_S = 30.0  # how long a pivot.failed may wait for the broker to come back
+
+
+def is_broker_failure(exc: BaseException) -> bool:
+    """True for errors that mean "the broker or our link to it failed", not "this message is bad"."""
+    return isinstance(exc, AMQPError | ConnectionError | TimeoutError) and not isinstance(exc, PublishError)
 
 
 class Worker:
     """One consumer on the shared queue; run several processes to scale out."""
 
-    def __init__(self, settings: Settings, *, sink: DebugSink | None = None) -> None:
-        """``sink`` receives every finished trace; by default a :class:`DebugPublisher` on the bus."""
+    def __init__(
+        self, settings: Settings, *, sink: DebugSink | None = None, ledger: Ledger | None = None
+    ) -> None:
+        """``sink`` receives every finished trace (default: a :class:`DebugPublisher` on the bus);
+        ``ledger`` remembers answers across processes (default: the one ``PIVOT_LEDGER_URL`` names)."""
         amqp_compat.install()
         self.settings = settings
         self.fetcher = Fetcher(settings)
         self.pipeline = Pipeline(settings, self.fetcher)
+        self.ledger: Ledger = ResilientLedger(
+            ledger if ledger is not None else open_ledger(settings.ledger_url)
+        )
+        self.owner = f"{settings.node}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self._publisher = DebugPublisher(settings) if sink is None else None
         self.sink: DebugSink = self._publisher if self._publisher is not None else sink or NullDebugSink()
+        self._debug_connection: AbstractRobustConnection | None = None
         self.counts: Counter[str] = Counter()
         self.metrics = WorkerMetrics()
-        self.connection: AbstractRobustConnection | None = None
-        self._bus: Bus | None = None
-        self._consumer_tag: str | None = None
+        self.link = BrokerLink(settings, self._on_message)
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[None]] = []
         self._stopping = False
 
     async def start(self) -> None:
-        """Connect, declare, open the HTTP client and start consuming."""
+        """Open the ledger and the HTTP client, connect, declare and start consuming."""
         if not self.settings.continuation_key:
             logger.warning(
                 "PIVOT_CONTINUATION_KEY is not set: TwiML continuation tokens are signed with a key "
                 "derived from PIVOT_AMQP_URL; set a shared secret for production"
             )
         callflow.prepare()  # compile every schema now, not on the first call that needs it
-        self.connection = await aio_pika.connect_robust(
-            self.settings.amqp_url,
-            client_properties={"connection_name": f"pivot-worker {self.settings.node}"},
-        )
-        channel = await self.connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=self.settings.prefetch)
-        self._bus = Bus(self.settings, channel)
-        queue = await self._bus.declare()
+        await self.ledger.open()
         await self.fetcher.start()
+        await self.link.start()
         if self._publisher is not None:
-            await self._publisher.start(self.connection)
+            self._debug_connection = await aio_pika.connect_robust(
+                self.settings.amqp_urls[0],
+                reconnect_interval=0.5,
+                client_properties={"connection_name": f"pivot-worker debug {self.settings.node}"},
+            )
+            await self._publisher.start(self._debug_connection)
             publisher = self._publisher
             self.metrics.watch_debug_drops(lambda: publisher.dropped)
         self.metrics.watch_translation_memo(self.pipeline.translations)
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
-        self._consumer_tag = await queue.consume(self._on_message)
+        self._background.append(asyncio.create_task(self._prune_ledger(), name="pivot-ledger-prune"))
         lifecycle_log.info(
             "consuming %s on %s (prefetch %d, node %s)",
             self.settings.queue,
-            redact_url(self.settings.amqp_url),
+            redact_url(self.link.epoch.url if self.link.epoch else self.settings.amqp_url),
             self.settings.prefetch,
             self.settings.node,
         )
@@ -93,99 +124,274 @@ class Worker:
     async def stop(self, why: str = "stop") -> None:
         """Stop consuming, drain in-flight requests within the grace period, requeue the rest, close."""
         self._stopping = True
-        bus = self._bus
-        if bus is not None and bus.queue is not None and self._consumer_tag is not None:
-            with contextlib.suppress(Exception):
-                await bus.queue.cancel(self._consumer_tag)
+        await self.link.stop_consuming()
         pending = set(self._inflight)
         if pending:
             _, still = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
             for task in still:
                 task.cancel()
             if still:
-                await asyncio.wait(still, timeout=5)
+                await asyncio.wait(still, timeout=2)
+        for task in self._background:
+            task.cancel()
         await self.fetcher.close()
         if self._publisher is not None:
             await self._publisher.stop()
-        if self.connection is not None:
+        if self._debug_connection is not None:
             with contextlib.suppress(Exception):
-                await self.connection.close()
+                await asyncio.wait_for(self._debug_connection.close(), 2)
+        await self.link.close()
+        await self.ledger.close()
         c = self.counts
         lifecycle_log.info(
-            "shutdown on %s: %d ok, %d failed, %d dead-lettered, %d requeued, %d in flight",
+            "shutdown on %s: %d ok, %d failed, %d dead-lettered, %d requeued, %d resumed, %d in flight",
             why,
             c["success"],
             c["failed"],
             c["dead_lettered"],
             c["requeued"],
+            c["resumed"],
             len([t for t in self._inflight if not t.done()]),
         )
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    # -- one delivery ---------------------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage, epoch: Epoch) -> None:
         if self._stopping:
-            await self._requeue(message)
+            await self._requeue(message, epoch)
             return
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
-        started = time.perf_counter()
         self.metrics.in_flight.inc()
+        delivery = _Delivery(message, epoch)
         try:
-            decision = await self.pipeline.handle(message.body, message.timestamp)
-            publish_started = time.perf_counter()
-            await self._reply(message, decision)
-            self.metrics.publish_latency.observe(time.perf_counter() - publish_started)
-            await self._ack(message)
+            await self._handle(delivery)
         except asyncio.CancelledError:
-            await self._requeue(message)
+            await self._requeue(message, epoch)
             raise
-        except Exception as exc:  # the broker connection failed under us: the input comes back
-            logger.warning(
-                "reply for delivery %s not confirmed (%s: %s); it will be redelivered",
-                message.delivery_tag,
-                type(exc).__name__,
-                exc,
-            )
-            await self._requeue(message)
-            return
+        except Exception as exc:
+            await self._on_bug(delivery, exc)
         finally:
             self.metrics.in_flight.dec()
             if task is not None:
                 self._inflight.discard(task)
+
+    async def _handle(self, delivery: _Delivery) -> None:
+        message = delivery.message
+        received_at = time.time()
+        stale_at = origin_time(message.timestamp, received_at) + self.settings.stale_after_ms / 1000.0
+        if message.redelivered and await self._redelivered(delivery, stale_at):
+            return
+        started = time.perf_counter()
+        decision = await self.pipeline.handle(message.body, message.timestamp)
+        answer = _answer_of(decision, stale_at)
+        if answer is not None:
+            published = await self._publish_answer(delivery, answer)
+            if not published:
+                return  # stale or taken over: nothing more to do for this delivery
+        if decision.dead_letter:
+            await self._dead_letter(delivery, decision.reason or Reason.INVALID_REQUEST, decision.message)
+        await self._ack(delivery)
+        self._account(decision, started)
+
+    async def _redelivered(self, delivery: _Delivery, stale_at: float) -> bool:
+        """Handle a request the broker delivered before; ``True`` when nothing is left to serve."""
+        message = delivery.message
+        delivery.key = request_key(message.body)
+        deliveries = _quorum_delivery_count(message)
+        if deliveries is None:  # the first delivery is not counted: it was not redelivered
+            deliveries = 1 + await self.ledger.count_delivery(delivery.key, stale_at + LEDGER_KEEP_S)
+        entry = await self.ledger.lookup(delivery.key)
+        if entry is not None and entry.owner is not None and entry.answer is not None:
+            self.counts["resumed"] += 1
+            await self._resume(delivery, entry)
+            return True
+        if deliveries > self.settings.max_deliveries:
+            await self._refuse_poison(delivery, deliveries, stale_at)
+            return True
+        return False
+
+    async def _resume(self, delivery: _Delivery, entry: Entry) -> None:
+        """Another worker (or this one before a reconnect) claimed this request: finish its answer."""
+        key = delivery.key
+        assert key is not None and entry.answer is not None
+        answer = entry.answer
+        while True:
+            now = time.time()
+            if entry.done or now >= answer.stale_at:
+                break
+            if entry.lease_until > now:  # the owner may still be at work: give it its lease
+                await asyncio.sleep(min(entry.lease_until, answer.stale_at) - now + 0.01)
+            elif await self.ledger.take_over(key, self.owner, entry.owner, now + self._lease_s):
+                await self._publish_replies(delivery, answer, resumed=True)
+                break
+            fresh = await self.ledger.lookup(key)
+            if fresh is None:
+                break
+            entry = fresh
+        await self._ack(delivery)
+
+    async def _publish_answer(self, delivery: _Delivery, answer: Answer) -> bool:
+        key = delivery.key = delivery.key or request_key(delivery.message.body)
+        claimed = await self.ledger.claim(
+            key, self.owner, answer, time.time() + self._lease_s, answer.stale_at + LEDGER_KEEP_S
+        )
+        if claimed is not None:  # the same request is being answered elsewhere
+            await self._resume(delivery, claimed)
+            return False
+        return await self._publish_replies(delivery, answer, resumed=False)
+
+    async def _publish_replies(self, delivery: _Delivery, answer: Answer, *, resumed: bool) -> bool:
+        """Publish the answer's replies in order; ``False`` if they could not all be (stale, taken over).
+
+        After a broker failure the reply in flight may or may not have reached the broker: an
+        at-most-once reply (``processing``) is then skipped, the final one is published again, and
+        before anything is published on the new connection the ledger must still name us the owner.
+        A resumed answer never publishes ``processing``. A flow is never published after the stale
+        point; a failure may be (it is how a stale request is answered), for a bounded time.
+        """
+        key = delivery.key
+        assert key is not None
+        verify_owner = False
+        deadline = answer.stale_at
+        if answer.reason is not None:
+            deadline = max(deadline, time.time()) + FAILED_REPLY_WINDOW_S
+        started = time.perf_counter()
+        for reply in replies_for(answer, self.settings.node):
+            if resumed and reply.at_most_once:
+                continue
+            while True:
+                epoch = await self.link.wait_ready(deadline)
+                if epoch is None or time.time() >= deadline:
+                    self._give_up_stale(answer, reply)
+                    return False
+                if verify_owner:
+                    lease = time.time() + self._lease_s
+                    if not await self.ledger.take_over(key, self.owner, self.owner, lease):
+                        logger.info("call %s: another worker took over its answer", answer.call_id)
+                        return False
+                    verify_owner = False
+                try:
+                    await epoch.bus.publish_reply(reply)
+                    delivery.published = True
+                    break
+                except PublishError:  # unroutable: not delivered anywhere, so safe to send again
+                    await asyncio.sleep(UNROUTABLE_RETRY_S)
+                except Exception as exc:
+                    if not is_broker_failure(exc):
+                        raise
+                    logger.warning(
+                        "call %s: %s not confirmed (%s: %s); keeping it for the next connection",
+                        answer.call_id,
+                        reply.body.get("Event-Name"),
+                        type(exc).__name__,
+                        exc,
+                    )
+                    verify_owner = True
+                    epoch.broken.set()
+                    if reply.at_most_once:
+                        delivery.published = True  # it may have gone out: never send it twice
+                        break
+        await self.ledger.finish(key)
+        self.metrics.publish_latency.observe(time.perf_counter() - started)
+        return True
+
+    def _give_up_stale(self, answer: Answer, reply: Reply) -> None:
+        self.metrics.stale.inc()
+        logger.warning(
+            "call %s: %s not published: its time ran out while the broker was unavailable "
+            "(PIVOT_STALE_AFTER_MS=%d); the callflow has failed over",
+            answer.call_id,
+            reply.body.get("Event-Name"),
+            self.settings.stale_after_ms,
+        )
+
+    async def _refuse_poison(self, delivery: _Delivery, deliveries: int, stale_at: float) -> None:
+        detail = (
+            f"delivered {deliveries} times (PIVOT_MAX_DELIVERIES={self.settings.max_deliveries}): "
+            "it keeps coming back without being answered, so a worker likely dies serving it"
+        )
+        logger.error("refusing a pivot_req: %s", detail)
+        await self._fail_and_dead_letter(delivery, Reason.REDELIVERY_LIMIT, detail, stale_at)
+        self.counts["dead_lettered"] += 1
+        self.metrics.observe(Outcome.DEAD_LETTERED.value, Reason.REDELIVERY_LIMIT.value, 0.0, None)
+
+    async def _on_bug(self, delivery: _Delivery, exc: Exception) -> None:
+        """Any exception that is not the broker's: a bug. Never requeued, so it never loops."""
+        if is_broker_failure(exc):
+            logger.warning("delivery lost with the broker connection (%s: %s)", type(exc).__name__, exc)
+            return  # its connection is gone: the broker gives it to another consumer
+        logger.exception("internal error on a pivot_req; answering failed and dead-lettering it")
+        detail = f"{type(exc).__name__}: {exc}"
+        stale_at = time.time() + self.settings.stale_after_ms / 1000.0
+        try:
+            await self._fail_and_dead_letter(delivery, Reason.INTERNAL_ERROR, detail, stale_at)
+        except Exception:
+            logger.exception("could not answer or dead-letter after an internal error")
+        self.counts["failed"] += 1
+        self.metrics.observe(Outcome.FAILED.value, Reason.INTERNAL_ERROR.value, 0.0, None)
+
+    async def _fail_and_dead_letter(
+        self, delivery: _Delivery, reason: Reason, detail: str, stale_at: float
+    ) -> None:
+        if not delivery.published:
+            identity = _identity(delivery.message.body)
+            if identity is not None:
+                answer = Answer(identity[0], identity[1], stale_at, reason.value)
+                delivery.key = delivery.key or request_key(delivery.message.body)
+                await self._publish_answer(delivery, answer)
+        await self._dead_letter(delivery, reason, detail)
+        await self._ack(delivery)
+
+    async def _dead_letter(self, delivery: _Delivery, reason: Reason, detail: str) -> None:
+        epoch = delivery.epoch if delivery.epoch.alive else self.link.epoch
+        if epoch is None:
+            logger.warning("could not dead-letter a pivot_req (%s): no broker connection", reason.value)
+            return
+        try:
+            await epoch.bus.dead_letter(delivery.message, reason, detail)
+        except Exception as exc:
+            if not is_broker_failure(exc):
+                raise
+            logger.warning("could not dead-letter a pivot_req (%s): %s", reason.value, exc)
+
+    async def _ack(self, delivery: _Delivery) -> None:
+        """Ack on the connection that delivered it, without waiting for the write; skip a dead one.
+
+        Written or not, an ack the broker never reads means the request comes back, exactly as if
+        the connection had dropped just after the write; the ledger then answers it as done.
+        """
+        tag = delivery.message.delivery_tag
+        if tag is None or not delivery.epoch.alive:
+            return
+        with contextlib.suppress(Exception):
+            await delivery.message.channel.basic_ack(tag, wait=False)
+
+    async def _requeue(self, message: AbstractIncomingMessage, epoch: Epoch) -> None:
+        self.counts["requeued"] += 1
+        if epoch.alive:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(message.nack(requeue=True))
+
+    async def _prune_ledger(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+            await self.ledger.prune(time.time())
+
+    @property
+    def _lease_s(self) -> float:
+        return self.settings.ledger_lease_ms / 1000.0
+
+    # -- accounting -----------------------------------------------------------------------------
+
+    def _account(self, decision: Decision, started: float) -> None:
         self.counts[decision.outcome.value] += 1
         reason = decision.reason.value if decision.reason else ""
         self.metrics.observe(decision.outcome.value, reason, time.perf_counter() - started, decision.trace)
         self._log(decision, started)
         if decision.trace is not None:
             self.sink.record(decision.trace)
-
-    async def _reply(self, message: AbstractIncomingMessage, decision: Decision) -> None:
-        bus = self._bus
-        assert bus is not None
-        if decision.call_id is not None and decision.controller_queue is not None:
-            if decision.outcome is Outcome.SUCCESS and decision.flow is not None:
-                await bus.publish_success(decision.call_id, decision.controller_queue, decision.flow)
-            else:
-                await bus.publish_failed(
-                    decision.call_id, decision.controller_queue, decision.reason or Reason.INTERNAL_ERROR
-                )
-        if decision.dead_letter:
-            await bus.dead_letter(message, decision.reason or Reason.INVALID_REQUEST, decision.message)
-
-    @staticmethod
-    async def _ack(message: AbstractIncomingMessage) -> None:
-        """Ack without waiting for the frame to reach the socket (aio-pika's ``ack`` waits).
-
-        Nothing is gained by waiting: written or not, an ack the broker never reads means the
-        request comes back, exactly as if the connection had dropped just after the write.
-        """
-        assert message.delivery_tag is not None  # consumed with acks, so always set
-        await message.channel.basic_ack(message.delivery_tag, wait=False)
-
-    async def _requeue(self, message: AbstractIncomingMessage) -> None:
-        self.counts["requeued"] += 1
-        with contextlib.suppress(Exception):
-            await asyncio.shield(message.nack(requeue=True))
 
     def _log(self, decision: Decision, started: float) -> None:
         if not request_log.isEnabledFor(logging.INFO):
@@ -201,6 +407,42 @@ class Worker:
             (time.perf_counter() - started) * 1000.0,
             f" error={decision.message[:300]!r}" if decision.reason is not None else "",
         )
+
+
+class _Delivery:
+    """One delivered message, the connection it came on, and what was done for it so far."""
+
+    __slots__ = ("epoch", "key", "message", "published")
+
+    def __init__(self, message: AbstractIncomingMessage, epoch: Epoch) -> None:
+        self.message = message
+        self.epoch = epoch
+        self.key: bytes | None = None
+        self.published = False
+
+
+def _answer_of(decision: Decision, stale_at: float) -> Answer | None:
+    if decision.call_id is None or decision.controller_queue is None:
+        return None
+    if decision.outcome is Outcome.SUCCESS and decision.flow is not None:
+        return Answer(
+            decision.call_id, decision.controller_queue, stale_at, None, orjson.dumps(decision.flow)
+        )
+    reason = decision.reason or Reason.INTERNAL_ERROR
+    return Answer(decision.call_id, decision.controller_queue, stale_at, reason.value)
+
+
+def _identity(body: bytes) -> tuple[str, str] | None:
+    try:
+        return reply_identity(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _quorum_delivery_count(message: AbstractIncomingMessage) -> int | None:
+    """Deliveries so far as a quorum queue counts them (``x-delivery-count``), if it does."""
+    value = (message.headers or {}).get("x-delivery-count")
+    return int(value) + 1 if isinstance(value, int) else None
 
 
 def _last_status(decision: Decision) -> str:

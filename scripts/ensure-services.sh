@@ -26,6 +26,13 @@ if ! port_open 5672; then
   fi
 fi
 
+# Redis backs the multi-host reply ledger's tests (optional locally, required in CI).
+if ! port_open 6379 && command -v redis-server >/dev/null 2>&1; then
+  echo "ensure-services: starting Redis" >&2
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
+  wait_port 6379 Redis 30 || true
+fi
+
 if ! port_open 5432 && command -v pg_ctlcluster >/dev/null 2>&1; then
   version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
   if [ -n "$version" ]; then

@@ -82,7 +82,7 @@ class Collector:
             await self.purge()
             if connection is None:
                 connection = self._own_connection = await aio_pika.connect_robust(
-                    self.settings.amqp_url, client_properties={"connection_name": "pivot-collector"}
+                    self.settings.amqp_urls[0], client_properties={"connection_name": "pivot-collector"}
                 )
             self.consumer = EventConsumer(
                 self.store,
