@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from . import __version__, logs
 from .collector import Collector
@@ -23,27 +25,47 @@ async def _serve(settings: Settings, *, with_collector: bool) -> int:
 
     stop = asyncio.Event()
     why = stop_on_signals(stop)
+    watchdog = asyncio.create_task(_exit_in_bounded_time(stop, settings.shutdown_grace_s))
     collector = await _start_embedded_collector(settings) if with_collector else None
     worker = Worker(settings)
     exit_code = 0
     try:
-        await worker.start()
+        if await _first(worker.start(), stop.wait()) == 1:
+            return 0  # stopped while still connecting
         settle_heap()
-        stopped = asyncio.create_task(stop.wait())
-        fatal = asyncio.create_task(worker.link.fatal.wait())
-        await asyncio.wait({stopped, fatal}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        fatal.cancel()
-        if worker.link.fatal.is_set():
+        if await _first(stop.wait(), worker.link.fatal.wait()) == 1:
             logger.error("exiting: the broker link cannot be restored (%s)", worker.link.fatal_reason)
             exit_code = 1
+            stop.set()
     finally:
-        # SIGTERM must end the process within the grace period plus 5 s, whatever hangs.
-        exit_after(settings.shutdown_grace_s + HARD_EXIT_MARGIN_S, code=exit_code or 1)
+        stop.set()
         await worker.stop(why[0] if why else ("broker lost" if exit_code else "stop"))
         if collector is not None:
             await collector.stop()
+        watchdog.cancel()
     return exit_code
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> int:
+    """Run the awaitables until the first finishes (re-raising its error); cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+    first = next(i for i, task in enumerate(tasks) if task in done)
+    tasks[first].result()
+    return first
+
+
+async def _exit_in_bounded_time(stop: asyncio.Event, grace_s: float) -> None:
+    """Once a stop is asked for, end the process within the grace period plus 5 s, whatever hangs."""
+    await stop.wait()
+    exit_after(grace_s + HARD_EXIT_MARGIN_S, code=1)
 
 
 async def _start_embedded_collector(settings: Settings) -> Collector | None:

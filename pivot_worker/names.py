@@ -36,6 +36,9 @@ HEADER_DEAD_DETAIL = "x-pivot-detail"
 
 _PID_QUEUE = re.compile(r"pid://(.*)/(.*)", re.DOTALL)
 
+MAX_ROUTING_KEY_BYTES = 255
+"""AMQP 0-9-1 carries a routing key as a ``shortstr``: one length byte, so at most 255 bytes."""
+
 
 def encode_key_part(value: str) -> str:
     """Encode one variable routing-key part as Kazoo's ``kz_amqp_util:encode/1`` does.
@@ -49,6 +52,23 @@ def encode_key_part(value: str) -> str:
     # urllib's quote keeps exactly [A-Za-z0-9_.~-] and writes upper-case %XX; Kazoo also escapes
     # "." and writes a space as "+" (a literal "%" is always quoted, so "%20" can only be a space).
     return quote(value, safe="").replace(".", "%2E").replace("%20", "+")
+
+
+def routing_key_bytes(key: str) -> int | None:
+    """The UTF-8 length of ``key`` on the wire, or ``None`` when it cannot be encoded at all."""
+    try:
+        return len(key.encode())
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+
+
+def routing_key_fits(key: str) -> bool:
+    """Whether ``key`` can be sent as an AMQP routing key (at most 255 bytes of UTF-8).
+
+    A longer key makes the client refuse the publish, after whatever was published before it.
+    """
+    size = routing_key_bytes(key)
+    return size is not None and size <= MAX_ROUTING_KEY_BYTES
 
 
 def pivot_req_routing_key(from_realm: str) -> str:
@@ -82,3 +102,28 @@ def reply_target(controller_queue: str) -> ReplyTarget:
         if match is not None:
             return ReplyTarget(routing_key=match.group(2), deliver_to_pid=match.group(1))
     return ReplyTarget(routing_key=controller_queue)
+
+
+def reply_target_problem(controller_queue: str) -> str | None:
+    """Why no targeted reply can be sent to ``controller_queue``, or ``None`` when one can.
+
+    After the ``pid://<pid>/<queue>`` split the queue is the routing key: it must be non-empty and
+    fit 255 bytes, and the pid (sent as ``Deliver-To-PID``) must be non-empty text.
+    """
+    target = reply_target(controller_queue)
+    key = target.routing_key
+    if not key:
+        return f"Controller-Queue {controller_queue[:80]!r} names no queue to reply to"
+    if not routing_key_fits(key):
+        size = routing_key_bytes(key)
+        shown = f"{size} bytes" if size is not None else "text that is not valid UTF-8"
+        return (
+            f"Controller-Queue's reply routing key is {shown} (starts {key[:40]!r}); "
+            f"AMQP routing keys hold at most {MAX_ROUTING_KEY_BYTES} bytes"
+        )
+    pid = target.deliver_to_pid
+    if pid is not None and (not pid or routing_key_bytes(pid) is None):
+        return (
+            f"Controller-Queue {controller_queue[:80]!r} has an unusable {HEADER_DELIVER_TO_PID} {pid[:40]!r}"
+        )
+    return None

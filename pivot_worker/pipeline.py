@@ -3,9 +3,12 @@
 The order matters for the caller, who hears silence meanwhile:
 
 1. decode and validate the message (a malformed one is dead-lettered, and answered ``failed`` at
-   once when it names a call and a reply queue);
+   once when it names a call and a reply queue that a routing key can reach); a Call-ID too long
+   for the ``CHANNEL_PIVOT`` routing key is answered ``failed`` before anything is fetched;
 2. work out the deadline: the request's own timeout, capped by ``PIVOT_MAX_REQUEST_TIMEOUT_MS`` and
-   by what is left before ``PIVOT_STALE_AFTER_MS`` (measured from the AMQP timestamp when present);
+   by what is left before ``PIVOT_STALE_AFTER_MS`` (measured from the AMQP timestamp when present:
+   Kazoo's Gregorian microseconds, read by ``amqp_compat``); a deadline that ran out at the stale
+   point is a ``stale`` failure, not a ``timeout``;
 3. fetch, classify, validate or translate;
 4. if the stale point passed meanwhile, answer ``failed`` and never ``CHANNEL_PIVOT``: a late flow
    would take over a call that already failed over.
@@ -26,15 +29,16 @@ from typing import Any
 
 import orjson
 
-from . import twiml
+from . import names, twiml
 from .callflow import validate_flow
+from .callflow.pivots import check_pivot_urls
 from .contracts import validate_pivot_req
-from .errors import PivotError, Reason, RequestRejected, StaleRequest, TranslationError
+from .errors import FetchError, PivotError, Reason, RequestRejected, StaleRequest, TranslationError
 from .fetch import ACCEPT_KAZOO, ACCEPT_TWIML, Fetcher, FetchResult, HttpRequestSpec
 from .netguard import AddressPolicy, check_url
 from .params import request_params
 from .request import PivotRequest, reply_identity
-from .response import classify, parse_kazoo_json
+from .response import classify, parse_kazoo_json, xml_for_parser
 from .settings import Settings
 from .trace import Outcome, PivotTrace
 
@@ -106,11 +110,26 @@ class Pipeline:
             request_format=request.request_format,
             received_at=received_at,
         )
+        unreachable = names.reply_target_problem(request.controller_queue)
+        if unreachable is not None:
+            # No reply can be routed: dead-letter it, as a request that names no call.
+            message = f"{unreachable}; nothing can be answered"
+            trace.outcome, trace.reason = Outcome.DEAD_LETTERED, Reason.INVALID_REQUEST
+            trace.message = message
+            trace.total_ms = (self._now() - received_at) * 1000.0
+            return Decision(
+                Outcome.DEAD_LETTERED,
+                reason=Reason.INVALID_REQUEST,
+                message=message,
+                trace=trace,
+                dead_letter=True,
+            )
         decision = Decision(
             Outcome.FAILED, call_id=request.call_id, controller_queue=request.controller_queue, trace=trace
         )
         stale_at = origin_time(timestamp, received_at) + self.settings.stale_after_ms / 1000.0
         try:
+            _check_call_event_key(request.call_id)
             decision.flow = await self._serve(request, trace, stale_at)
             if self._now() >= stale_at:
                 raise StaleRequest(
@@ -135,9 +154,11 @@ class Pipeline:
         """A pivot_req that breaks the contract: dead-lettered, and answered ``failed`` (and
         recorded for the debug API) when it still names a call and a reply queue."""
         identity = reply_identity(msg)
-        if identity is None:
+        unreachable = names.reply_target_problem(identity[1]) if identity is not None else None
+        if identity is None or unreachable is not None:
+            message = str(exc) if unreachable is None else f"{exc}; {unreachable}"
             return Decision(
-                Outcome.DEAD_LETTERED, reason=Reason.INVALID_REQUEST, message=str(exc), dead_letter=True
+                Outcome.DEAD_LETTERED, reason=Reason.INVALID_REQUEST, message=message, dead_letter=True
             )
         call_id, queue = identity
         call = msg["Call"]
@@ -175,6 +196,7 @@ class Pipeline:
         timeout_ms = min(
             request.timeout_ms or self.settings.request_timeout_ms, self.settings.max_request_timeout_ms
         )
+        at_stale_point = remaining_s < timeout_ms / 1000.0
         deadline = asyncio.get_running_loop().time() + min(timeout_ms / 1000.0, remaining_s)
 
         url, continuation = twiml.open_continuation(request.voice_uri, key=self._continuation_key)
@@ -195,7 +217,17 @@ class Pipeline:
             body_format=request.body_format,
             accept=ACCEPT_KAZOO if request.request_format == "kazoo" else ACCEPT_TWIML,
         )
-        result = await self.fetcher.fetch(spec, deadline=deadline, trace=trace)
+        try:
+            result = await self.fetcher.fetch(spec, deadline=deadline, trace=trace)
+        except FetchError as exc:
+            if at_stale_point and exc.reason is Reason.TIMEOUT:
+                # The deadline was the stale point, not the request's timeout: cf_pivot has given up.
+                raise StaleRequest(
+                    f"no answer before the stale point (PIVOT_STALE_AFTER_MS="
+                    f"{self.settings.stale_after_ms}), {round(remaining_s * 1000)} ms after receipt; "
+                    f"the callflow has failed over: {exc}"
+                ) from exc
+            raise
         return self._document_to_flow(result, request, continuation, trace)
 
     def _document_to_flow(
@@ -209,8 +241,11 @@ class Pipeline:
         kind = classify(result.content_type, result.body)
         trace.response_format, trace.sniffed = kind.format, kind.sniffed
         if kind.format == "kazoo":
-            return validate_flow(parse_kazoo_json(result.body, kind.charset))
-        return self._translate_twiml(result.body, result.url, request, continuation, trace)
+            flow = validate_flow(parse_kazoo_json(result.body, kind.charset))
+            check_pivot_urls(flow, self._check_followup_url)  # as TwiML checks its callback URLs
+            return flow
+        body = xml_for_parser(result.body, kind.charset if kind.charset_declared else None)
+        return self._translate_twiml(body, result.url, request, continuation, trace)
 
     def _translate_twiml(
         self,
@@ -240,6 +275,22 @@ class Pipeline:
 
     def _check_followup_url(self, url: str) -> None:
         check_url(url, self.policy)
+
+
+def _check_call_event_key(call_id: str) -> None:
+    """Refuse a Call-ID that cannot be routed as ``call.CHANNEL_PIVOT.<encoded call id>``.
+
+    Checked before anything is fetched or published: otherwise ``processing`` would go out and the
+    ``CHANNEL_PIVOT`` publish would then fail, leaving the call waiting for a flow.
+    """
+    key = names.call_event_routing_key(names.EVENT_NAME_CHANNEL_PIVOT, call_id)
+    if not names.routing_key_fits(key):
+        raise RequestRejected(
+            f"Call-ID of {len(call_id)} characters encodes to {len(names.encode_key_part(call_id))} bytes, "
+            f"so the CHANNEL_PIVOT routing key call.CHANNEL_PIVOT.<encoded call id> would be "
+            f"{len(key.encode())} bytes; AMQP routing keys hold at most {names.MAX_ROUTING_KEY_BYTES}",
+            reason=Reason.UNROUTABLE_CALL_ID,
+        )
 
 
 def _merge_followup(base: dict[str, Any], followup: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,11 @@ The call path only appends a finished trace to a bounded buffer (:meth:`DebugPub
 a background task redacts, serialises and publishes the events with publisher confirms. When the
 buffer is full, or the broker refuses, returns or stalls a publish, the trace is dropped and
 counted (:attr:`DebugPublisher.dropped`): a debug event is never worth a caller's silence.
+
+Events are published ``mandatory``, so the broker says when no queue is bound to the exchange (no
+collector runs, e.g. every worker started with ``--no-collector`` and no ``pivot-collector``): such
+traces are counted in :attr:`DebugPublisher.unroutable` as well, and logged once, not once per call,
+until an event is routed again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections import deque
 import aio_pika
 import aio_pika.abc
 import orjson
+from aio_pika.exceptions import PublishError
+from pamqp.commands import Basic
 
 from .. import PRODUCT
 from ..settings import Settings
@@ -29,6 +36,7 @@ logger = logging.getLogger(__name__)
 MESSAGE_TYPE = "pivot.debug_event"
 MAX_TRACES_PER_ROUND = 100
 PUBLISH_TIMEOUT_S = 5.0
+NO_ROUTE = 312  # AMQP reply code of a returned mandatory message that matched no binding
 
 
 class DebugPublisher:
@@ -42,6 +50,8 @@ class DebugPublisher:
         self._wakeup = asyncio.Event()
         self._dropped = 0
         self._published = 0
+        self._unroutable = 0
+        self._unroutable_logged = False
         self._closing = False
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -56,6 +66,11 @@ class DebugPublisher:
     def published(self) -> int:
         """Events confirmed by the broker."""
         return self._published
+
+    @property
+    def unroutable(self) -> int:
+        """Traces dropped (and counted in :attr:`dropped`) because no queue was bound to the exchange."""
+        return self._unroutable
 
     @property
     def pending(self) -> int:
@@ -106,9 +121,10 @@ class DebugPublisher:
                 await channel.close()
         if self._dropped:
             logger.warning(
-                "debug publisher stopped: %d events published, %d traces dropped",
+                "debug publisher stopped: %d events published, %d traces dropped (%d: no collector bound)",
                 self._published,
                 self._dropped,
+                self._unroutable,
             )
 
     async def _run(self) -> None:
@@ -139,7 +155,19 @@ class DebugPublisher:
         results = await asyncio.gather(*(self._publish(e, key) for e in events), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         self._published += len(results) - len(failures)
-        if failures:
+        if len(failures) < len(results):
+            self._unroutable_logged = False  # something is bound again: warn if it goes away
+        if failures and all(_unroutable(f) for f in failures):
+            self._dropped += 1
+            self._unroutable += 1
+            if not self._unroutable_logged:
+                self._unroutable_logged = True
+                logger.warning(
+                    "no queue is bound to debug exchange %r (no collector running?): debug events are "
+                    "dropped and counted from now on, without a warning for each",
+                    self._settings.debug_exchange,
+                )
+        elif failures:
             self._dropped += 1
             logger.warning(
                 "debug events for call %s dropped (%d of %d): %r",
@@ -162,3 +190,11 @@ class DebugPublisher:
             app_id=PRODUCT,
         )
         await exchange.publish(message, routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT_S)
+
+
+def _unroutable(error: BaseException) -> bool:
+    """Whether ``error`` is the broker returning a mandatory publish that no queue was bound for."""
+    if not isinstance(error, PublishError):
+        return False
+    delivery = getattr(error.message, "delivery", None)
+    return isinstance(delivery, Basic.Return) and delivery.reply_code == NO_ROUTE

@@ -6,21 +6,28 @@ huge trees; a resolver that answers every external lookup with nothing closes th
 declares a DOCTYPE at all is refused: TwiML never needs one. Comments and processing
 instructions are dropped while parsing.
 
+Before lxml sees it, the body is checked against its encoding (a byte-order mark, else the XML
+declaration's ``encoding``, else UTF-8): bytes that are not valid there fail ``invalid_encoding``
+with their offset, where lxml would only report a syntax error.
+
 lxml parsers must not be used from two threads at once; the worker parses on its event loop
 thread only.
 """
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 
 from lxml import etree
 
 from ..errors import Finding, Reason, TranslationError
+from ..response import xml_declared_encoding
 from .limits import MAX_DOCUMENT_BYTES, MAX_ELEMENT_DEPTH
 from .locate import Locator
 
 PARSE_FAILURE = "12100"
+ENCODING_FAILURE = "invalid-encoding"
 
 
 class _RefuseExternal(etree.Resolver):
@@ -73,11 +80,53 @@ def _fail(message: str, line: int | None, column: int | None, pointer: str = "")
     )
 
 
+def _document_encoding(body: bytes) -> tuple[str, int]:
+    """The encoding the document gives itself (XML 1.0 appendix F) and how many BOM bytes precede it."""
+    if body.startswith(codecs.BOM_UTF8):
+        return "utf-8", len(codecs.BOM_UTF8)
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", 0  # the codec reads the BOM itself
+    if body.startswith(b"<\x00"):
+        return "utf-16-le", 0
+    if body.startswith(b"\x00<"):
+        return "utf-16-be", 0
+    return xml_declared_encoding(body) or "utf-8", 0
+
+
+def _check_encoding(body: bytes) -> None:
+    """Raise ``invalid_encoding``, located, unless ``body`` is valid in the encoding it declares."""
+    encoding, skip = _document_encoding(body)
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        raise TranslationError(
+            "TwiML document names an unknown encoding",
+            reason=Reason.INVALID_ENCODING,
+            findings=[
+                Finding(ENCODING_FAILURE, f"the XML declaration names encoding {encoding!r}", "", 1, 1)
+            ],
+        ) from None
+    try:
+        body[skip:].decode(codec.name)
+    except UnicodeDecodeError as exc:
+        offset = skip + exc.start
+        before = body[skip:offset].decode(codec.name, errors="replace")
+        line = before.count("\n") + 1
+        column = len(before) - before.rfind("\n")
+        message = f"byte 0x{body[offset]:02x} at offset {offset} is not valid {encoding}"
+        raise TranslationError(
+            f"TwiML document is not valid {encoding}",
+            reason=Reason.INVALID_ENCODING,
+            findings=[Finding(ENCODING_FAILURE, message, "", line, column)],
+        ) from exc
+
+
 def parse_document(body: bytes) -> Document:
     """Parse ``body`` into a :class:`Document` whose root is ``<Response>``.
 
     Raises :class:`TranslationError` (reason ``parse_error``, code 12100, with line and column)
-    for anything that is not a well-formed, DOCTYPE-free TwiML document within the size bounds.
+    for anything that is not a well-formed, DOCTYPE-free TwiML document within the size bounds,
+    and (reason ``invalid_encoding``) for bytes that are not valid in the document's encoding.
     """
     if len(body) > MAX_DOCUMENT_BYTES:
         raise TranslationError(
@@ -92,6 +141,7 @@ def parse_document(body: bytes) -> Document:
         )
     if not body.strip():
         raise _fail("document is empty", 1, 1)
+    _check_encoding(body)
     try:
         root = etree.fromstring(body, PARSER)
     except etree.XMLSyntaxError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import aio_pika
@@ -11,10 +12,10 @@ import orjson
 import pytest
 
 from pivot_worker.contracts import check
-from pivot_worker.debug import DebugPublisher
+from pivot_worker.debug import DebugPublisher, EventBuilder, Redactor
 from pivot_worker.errors import Reason
 from pivot_worker.settings import Settings
-from pivot_worker.trace import Outcome
+from pivot_worker.trace import Outcome, PivotTrace
 
 from .support import make_trace
 
@@ -117,6 +118,49 @@ async def test_unroutable_events_are_dropped_and_counted(broker: Broker) -> None
     publisher.record(make_trace())
     await publisher.stop()
     assert (publisher.published, publisher.dropped) == (0, 1)
+
+
+async def _settled(publisher: DebugPublisher, dropped: int, published: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (publisher.dropped, publisher.published) != (dropped, published):
+        assert time.monotonic() < deadline, (publisher.dropped, publisher.published)
+        await asyncio.sleep(0.02)
+
+
+def _failed_request() -> PivotTrace:
+    """A failed request with debug off: it still publishes (body-less) debug events."""
+    return make_trace(debug=False, status=500, outcome=Outcome.FAILED, reason=Reason.HTTP_STATUS)
+
+
+async def test_no_collector_is_logged_once_not_for_every_failed_request(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `pivot-worker run --no-collector` with no pivot-collector: nothing is bound to the exchange,
+    # and every failed request still produces a debug event.
+    publisher = DebugPublisher(Settings(debug_exchange=broker[1]))
+    await publisher.start(broker[0])
+    with caplog.at_level(logging.WARNING, logger="pivot_worker.debug.publisher"):
+        for n in range(1, 6):  # one at a time: each trace is its own publishing round
+            publisher.record(_failed_request())
+            await _settled(publisher, dropped=n, published=0)
+        first_outage = [r.getMessage() for r in caplog.records]
+
+        tap = await _tap(broker)  # a collector comes up: events are routed again ...
+        routed = _failed_request()
+        events = len(EventBuilder(Redactor(())).build(routed))
+        publisher.record(routed)
+        await _settled(publisher, dropped=5, published=events)
+        await tap.delete(if_unused=False, if_empty=False)  # ... and goes away: one more warning
+        for n in (6, 7):
+            publisher.record(_failed_request())
+            await _settled(publisher, dropped=n, published=events)
+        await publisher.stop()
+    assert len(first_outage) == 1, first_outage
+    assert "no queue is bound to debug exchange" in first_outage[0]
+    during = [r.getMessage() for r in caplog.records if "stopped" not in r.getMessage()]
+    assert len(during) == 2, during
+    assert all("no queue is bound" in m for m in during)
+    assert (publisher.unroutable, publisher.dropped) == (7, 7)
 
 
 async def test_record_costs_microseconds_and_never_raises(broker: Broker) -> None:

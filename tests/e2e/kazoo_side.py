@@ -1,9 +1,9 @@
 """A stand-in for Kazoo's callflow side of the pivot conversation, on a real RabbitMQ.
 
-It does what ``cf_pivot``/``cf_exe`` do on the wire (kazoo-wire.md 1.3, 1.4, 3.1): publish a
-real-shaped ``pivot_req`` on ``callmgr`` with a ``pid://`` Controller-Queue and a microsecond AMQP
-timestamp, listen on its own queue bound to ``targeted`` for ``pivot.processing``/``pivot.failed``,
-and on ``callevt`` for the call's events (``CHANNEL_PIVOT``).
+It does what ``cf_pivot``/``cf_exe`` do on the wire: publish a real-shaped ``pivot_req`` on
+``callmgr`` with a ``pid://`` Controller-Queue and the AMQP timestamp Kazoo sets
+(``kz_time:now_us()``, Gregorian microseconds), listen on its own queue bound to ``targeted`` for
+``pivot.processing``/``pivot.failed``, and on ``callevt`` for the call's events (``CHANNEL_PIVOT``).
 """
 
 from __future__ import annotations
@@ -29,15 +29,29 @@ _U64 = struct.Struct(">Q")
 _original_timestamp_encoder = pamqp.encode.METHODS["timestamp"]
 
 
+# Gregorian seconds at 1970-01-01T00:00:00Z (kz_time.erl's ?UNIX_EPOCH_IN_GREGORIAN), written out here
+# rather than imported from the worker, whose reading of it is under test.
+GREGORIAN_UNIX_EPOCH_S = 62_167_219_200
+
+
+def kazoo_now_us(offset_s: float = 0.0) -> int:
+    """The ``pivot_req`` AMQP timestamp Kazoo would set ``offset_s`` seconds from now (negative = ago).
+
+    ``kz_amqp_util.erl`` stamps every message with ``kz_time:now_us()``: Gregorian microseconds,
+    i.e. Unix microseconds plus 62,167,219,200 s x 10^6 (``kz_time.erl`` ``now_us/0``), ~6.4e16 today.
+    """
+    return int((time.time() + offset_s) * 1_000_000) + GREGORIAN_UNIX_EPOCH_S * 1_000_000
+
+
 def _kazoo_timestamp(value: Any) -> bytes:
-    """Encode an ``int`` timestamp raw, as Kazoo's Erlang client sends microseconds."""
+    """Encode an ``int`` timestamp raw, as Kazoo's Erlang client sends its Gregorian microseconds."""
     if isinstance(value, int):
         return _U64.pack(value)
     return _original_timestamp_encoder(value)  # type: ignore[no-any-return]
 
 
 pamqp.encode.METHODS["timestamp"] = _kazoo_timestamp
-amqp_compat.install()  # this side reads its own microsecond timestamps back (e.g. in returned messages)
+amqp_compat.install()  # this side reads its own Kazoo timestamps back (e.g. in returned messages)
 
 
 _EXAMPLE_CALL: dict[str, Any] = orjson.loads(
@@ -49,7 +63,7 @@ ACCOUNT_ID = "3a1b2c4d5e6f708192a3b4c5d6e7f809"
 
 
 def base_call(call_id: str, controller_queue: str, realm: str = "sip.example.com") -> dict[str, Any]:
-    """The kazoo-wire.md 2.6 Call (as the contract's example ships it) for one test call.
+    """A serialized ``Call`` (``kapps_call:to_json/1``, as the contract's example ships it) for one test call.
 
     Differences from the example, on purpose: a 32-hex account id like Kazoo's, a caller name with a
     space and a SIP header value with ``&`` (both must survive encoding), and ``realm`` everywhere.
@@ -179,8 +193,10 @@ class KazooCallflow:
         )
         side.changed.set()
 
-    def new_call(self, realm: str = "sip.example.com") -> tuple[CallSide, dict[str, Any]]:
-        call_id = f"{uuid.uuid4()}@10.0.0.5"
+    def new_call(
+        self, realm: str = "sip.example.com", call_id: str | None = None
+    ) -> tuple[CallSide, dict[str, Any]]:
+        call_id = call_id or f"{uuid.uuid4()}@10.0.0.5"
         controller = f"pid://<0.{len(self.calls) + 2345}.0>/{self.route_queue}"
         side = CallSide(call_id, controller)
         self.calls[call_id] = side
@@ -198,14 +214,15 @@ class KazooCallflow:
         timestamp_us: int | None = None,
         raw: bytes | None = None,
     ) -> None:
+        """Publish ``msg`` as ``cf_pivot`` does; ``timestamp_us`` as :func:`kazoo_now_us` makes it."""
         await self.subscribe(side)
         realm = msg.get("Call", {}).get("From-Realm", "norealm") if isinstance(msg.get("Call"), dict) else "x"
         side.published_at = time.monotonic()
-        stamp = timestamp_us if timestamp_us is not None else int(time.time() * 1_000_000)
+        stamp = timestamp_us if timestamp_us is not None else kazoo_now_us()
         message = aio_pika.Message(
             raw if raw is not None else orjson.dumps(msg), content_type="application/json"
         )
-        message.timestamp = stamp  # type: ignore[assignment]  # raw microseconds, as Kazoo sends them
+        message.timestamp = stamp  # type: ignore[assignment]  # raw Gregorian µs, as Kazoo sends them
         await self.callmgr.publish(message, routing_key=f"pivot.req.{encode_key_part(realm)}")
 
 
@@ -247,7 +264,7 @@ def run_flow(flow: dict[str, Any], call: dict[str, Any], gather_digits: list[str
 
 
 def next_pivot_req(pivot_node: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
-    """The pivot_req ``cf_pivot`` builds from a nested pivot node's data (kazoo-wire.md 2.2)."""
+    """The pivot_req ``cf_pivot`` builds from a nested pivot node's data (``cf_pivot.erl``)."""
     data = pivot_node["data"]
     return pivot_req(
         call,

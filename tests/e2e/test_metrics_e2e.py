@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import worker_env
 from tests.e2e.devserver import DevServer
-from tests.e2e.kazoo_side import KazooCallflow, pivot_req
+from tests.e2e.kazoo_side import KazooCallflow, kazoo_now_us, pivot_req
 from tests.e2e.workers import WorkerProcess
 
 pytestmark = pytest.mark.rabbit
@@ -86,7 +85,7 @@ async def test_metrics_count_outcomes_reasons_retries_stale_and_the_translation_
         await side.wait_for(1)
         assert side.events[0].body["Failure-Reason"] == "http_status"
         side, call = kazoo.new_call()
-        await kazoo.publish(side, pivot_req(call, menu), timestamp_us=int((time.time() - 10) * 1_000_000))
+        await kazoo.publish(side, pivot_req(call, menu), timestamp_us=kazoo_now_us(-10))
         await side.wait_for(1)
         assert side.events[0].body["Failure-Reason"] == "stale"
     await asyncio.sleep(0.2)  # the reply is published before the counters move

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from pivot_worker.contracts import validate_outgoing
 from tests.e2e.devserver import DevServer
-from tests.e2e.kazoo_side import CallSide, KazooCallflow, pivot_req
+from tests.e2e.kazoo_side import CallSide, KazooCallflow, kazoo_now_us, pivot_req
 from tests.e2e.workers import WorkerProcess
 from tests.kazoo_conformance import assert_flow_conforms
 
@@ -255,13 +255,21 @@ async def test_a_503_then_200_is_retried_to_success(
     assert sorted(side.names()) == ["call_event.CHANNEL_PIVOT", "pivot.processing"]
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        pytest.param(lambda: kazoo_now_us(-10), id="kazoo-gregorian-us"),
+        pytest.param(lambda: int((time.time() - 10) * 1_000_000), id="unix-us"),
+        pytest.param(lambda: int(time.time() - 10), id="unix-s"),
+    ],
+)
 async def test_stale_request_gets_failed_and_never_a_flow(
-    workers: list[WorkerProcess], kazoo: KazooCallflow, dev: DevServer
+    workers: list[WorkerProcess], kazoo: KazooCallflow, dev: DevServer, stamp: Any
 ) -> None:
+    # 10 s old by Kazoo's own clock (kz_time:now_us(), Gregorian µs), past the 9 s stale point.
     url = dev.answer("/late", TTS)
     side, call = kazoo.new_call()
-    ten_seconds_ago_us = int((time.time() - 10) * 1_000_000)
-    await kazoo.publish(side, pivot_req(call, url), timestamp_us=ten_seconds_ago_us)
+    await kazoo.publish(side, pivot_req(call, url), timestamp_us=stamp())
     await expect_failed(side, "stale")
     assert dev.seen_at("/late") == []
 
@@ -269,17 +277,38 @@ async def test_stale_request_gets_failed_and_never_a_flow(
 async def test_answer_that_arrives_after_the_stale_point_is_not_published(
     workers: list[WorkerProcess], kazoo: KazooCallflow, dev: DevServer
 ) -> None:
-    async def slowish(_r: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(1.5)
+    async def slow(_r: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(3)
         return web.Response(text=TTS, content_type="application/json")
 
     side, call = kazoo.new_call()
-    # 8 s old: 1 s left before the 9 s stale point; the worker caps its deadline there.
-    eight_seconds_ago_us = int((time.time() - 8) * 1_000_000)
-    await kazoo.publish(
-        side, pivot_req(call, dev.route("/slowish", slowish)), timestamp_us=eight_seconds_ago_us
-    )
-    await expect_failed(side, "timeout", within=1.5)
+    # Stamped 8 s ago by Kazoo: 1 s left before the 9 s stale point, and the developer answers 3 s
+    # later. The worker's deadline is the stale point, so the call gets `stale`, not a late flow.
+    url = dev.route("/slow", slow)
+    await kazoo.publish(side, pivot_req(call, url), timestamp_us=kazoo_now_us(-8))
+    body = await expect_failed(side, "stale", within=2.5)
+    assert body["Call-ID"] == side.call_id
+    assert len(dev.seen_at("/slow")) == 1  # it was asked, but too late for its answer to count
+
+
+async def test_call_id_too_long_for_a_routing_key_gets_failed_and_the_worker_goes_on(
+    workers: list[WorkerProcess], kazoo: KazooCallflow, dev: DevServer
+) -> None:
+    # 120 characters; every "." encodes to "%2E", so call.CHANNEL_PIVOT.<encoded> is 257 bytes.
+    long_id = "a." * 55 + "b@10.0.0.5"
+    url = dev.answer("/long", TTS)
+    side, call = kazoo.new_call(call_id=long_id)
+    await kazoo.publish(side, pivot_req(call, url))
+    body = await expect_failed(side, "unroutable_call_id")
+    assert body["Call-ID"] == long_id
+    assert dev.seen_at("/long") == []  # refused before anything was fetched
+
+    # Both workers still serve the next calls.
+    for _ in range(4):
+        side, call = kazoo.new_call()
+        await kazoo.publish(side, pivot_req(call, url))
+        await side.wait_for(2)
+        assert sorted(side.names()) == ["call_event.CHANNEL_PIVOT", "pivot.processing"]
 
 
 async def test_invalid_request_with_a_reply_queue_gets_failed_and_is_dead_lettered(

@@ -66,3 +66,49 @@ def _reference_encoding(value: str) -> str:
 def test_encoding_matches_the_byte_by_byte_rule(value: str) -> None:
     if value not in ("", "*", "#"):
         assert names.encode_key_part(value) == _reference_encoding(value)
+
+
+@pytest.mark.parametrize(
+    ("key", "fits"),
+    [
+        ("q" * 255, True),
+        ("q" * 256, False),
+        ("é" * 127 + "q", True),  # 255 bytes, 128 characters
+        ("é" * 128, False),  # 256 bytes, 128 characters: bytes count, not characters
+        ("", True),
+        ("\ud800", False),  # a lone surrogate cannot go on the wire at all
+    ],
+)
+def test_routing_key_fits_counts_utf8_bytes(key: str, fits: bool) -> None:
+    assert names.routing_key_fits(key) is fits
+
+
+def test_channel_pivot_key_of_a_long_dotted_call_id_does_not_fit() -> None:
+    call_id = "a." * 55 + "b@10.0.0.5"  # 120 characters
+    key = names.call_event_routing_key("CHANNEL_PIVOT", call_id)
+    assert len(key) == 257
+    assert not names.routing_key_fits(key)
+    assert names.routing_key_fits(names.call_event_routing_key("CHANNEL_PIVOT", "a" * 236))
+    assert not names.routing_key_fits(names.call_event_routing_key("CHANNEL_PIVOT", "a" * 237))
+
+
+@pytest.mark.parametrize(
+    "queue",
+    ["pid://<0.2345.0>/callflow_route_1", "callflow_route_7", "pid://<0.1.0>/" + "q" * 255, "q" * 255],
+)
+def test_reply_target_problem_accepts_routable_queues(queue: str) -> None:
+    assert names.reply_target_problem(queue) is None
+
+
+@pytest.mark.parametrize(
+    ("queue", "says"),
+    [
+        ("pid://<0.1.0>/" + "q" * 256, "256 bytes"),
+        ("q" * 300, "300 bytes"),
+        ("pid://<0.1.0>/", "names no queue"),
+        ("pid:///callflow_route_1", "Deliver-To-PID"),
+    ],
+)
+def test_reply_target_problem_names_what_cannot_be_routed(queue: str, says: str) -> None:
+    problem = names.reply_target_problem(queue)
+    assert problem is not None and says in problem

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pivot_worker.errors import Reason, ResponseError, TranslationError
-from pivot_worker.response import classify, parse_kazoo_json
+from pivot_worker.response import classify, parse_kazoo_json, xml_declared_encoding, xml_for_parser
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,29 @@ def test_invalid_utf8_is_an_encoding_failure_with_offset() -> None:
 
 def test_declared_latin1_charset_is_honoured() -> None:
     assert parse_kazoo_json('{"t": "café"}'.encode("latin-1"), "latin-1") == {"t": "café"}
+
+
+def test_classify_says_whether_the_charset_was_declared() -> None:
+    assert classify("text/xml", b"<Response/>").charset_declared is False
+    declared = classify("text/xml; charset=ISO-8859-1", b"<Response/>")
+    assert (declared.charset, declared.charset_declared) == ("iso-8859-1", True)
+
+
+def test_xml_declared_encoding() -> None:
+    assert xml_declared_encoding(b'<?xml version="1.0" encoding="ISO-8859-1"?><Response/>') == "ISO-8859-1"
+    assert xml_declared_encoding(b"\xef\xbb\xbf<?xml version='1.0' encoding='utf-8' ?><a/>") == "utf-8"
+    assert xml_declared_encoding(b'<?xml version="1.0"?><Response/>') is None
+    assert xml_declared_encoding(b'<Response encoding="x"/>') is None
+
+
+def test_xml_for_parser_honours_a_content_type_charset_only_for_a_body_that_declares_none() -> None:
+    latin = "<Response><Say>café</Say></Response>".encode("latin-1")
+    assert xml_for_parser(latin, "iso-8859-1") == "<Response><Say>café</Say></Response>".encode()
+    assert xml_for_parser(latin, None) is latin  # the parser checks it as UTF-8
+    assert xml_for_parser(latin, "utf-8") is latin
+    declared = b'<?xml version="1.0" encoding="ISO-8859-1"?>' + latin
+    assert xml_for_parser(declared, "utf-8") is declared  # the document's own declaration wins
+    with pytest.raises(ResponseError) as info:
+        xml_for_parser(b"<Response>\x81</Response>", "cp1252")
+    assert info.value.reason is Reason.INVALID_ENCODING
+    assert "offset 10" in str(info.value)

@@ -106,6 +106,31 @@ def test_non_ascii_text_and_declared_encodings() -> None:
     assert utf16.root[0].text == "é"
 
 
+@pytest.mark.parametrize(
+    ("body", "offset", "line", "column"),
+    [
+        (b"<Response><Say>caf\xe9</Say></Response>", 18, 1, 19),  # no declaration: UTF-8
+        (b"\xef\xbb\xbf<Response>\n<Say>\xff</Say></Response>", 19, 2, 6),  # BOM: UTF-8
+        (b'<?xml version="1.0" encoding="utf-8"?>\n<Response><Say>a\xc3(</Say></Response>', 55, 2, 17),
+        (b"<?xml version='1.0' encoding='ascii'?><Response><Say>\x80</Say></Response>", 53, 1, 54),
+    ],
+)
+def test_bytes_invalid_in_the_documents_encoding_are_located(
+    body: bytes, offset: int, line: int, column: int
+) -> None:
+    err = _error(body)
+    assert err.reason is Reason.INVALID_ENCODING
+    (finding,) = err.findings
+    assert f"at offset {offset}" in finding.message
+    assert (finding.line, finding.column) == (line, column)
+
+
+def test_unknown_declared_encoding_is_an_encoding_failure() -> None:
+    err = _error(b'<?xml version="1.0" encoding="klingon"?><Response/>')
+    assert err.reason is Reason.INVALID_ENCODING
+    assert "klingon" in err.findings[0].message
+
+
 def test_comments_are_dropped() -> None:
     doc = parse_document(b"<Response><!-- a --><Say>x</Say><?pi x?></Response>")
     assert [child.tag for child in doc.root] == ["Say"]
