@@ -31,7 +31,7 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from aiormq.exceptions import AMQPError, PublishError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError, PublishError
 
 from . import amqp_compat, callflow
 from .debug import DebugPublisher
@@ -59,8 +59,14 @@ FAILED_REPLY_WINDOW_S = 30.0  # how long a pivot.failed may wait for the broker 
 
 
 def is_broker_failure(exc: BaseException) -> bool:
-    """True for errors that mean "the broker or our link to it failed", not "this message is bad"."""
-    return isinstance(exc, AMQPError | ConnectionError | TimeoutError) and not isinstance(exc, PublishError)
+    """True for errors that mean "the broker or our link to it failed", not "this message is bad".
+
+    ``ChannelInvalidStateError`` (publishing on a channel or connection that closed) is a
+    ``RuntimeError`` in aiormq, not an ``AMQPError``, so it is named here.
+    """
+    return isinstance(
+        exc, AMQPError | ChannelInvalidStateError | ConnectionError | TimeoutError
+    ) and not isinstance(exc, PublishError)
 
 
 class Worker:
@@ -188,8 +194,9 @@ class Worker:
         answer = _answer_of(decision, stale_at)
         if answer is not None:
             published = await self._publish_answer(delivery, answer)
-            if not published:
-                return  # stale or taken over: nothing more to do for this delivery
+            if not published:  # stale or taken over: nothing more to publish for this delivery
+                await self._ack(delivery)  # a no-op on a dead epoch; else it would hold a prefetch slot
+                return
         if decision.dead_letter:
             await self._dead_letter(delivery, decision.reason or Reason.INVALID_REQUEST, decision.message)
         await self._ack(delivery)
@@ -340,7 +347,10 @@ class Worker:
             if identity is not None:
                 answer = Answer(identity[0], identity[1], stale_at, reason.value)
                 delivery.key = delivery.key or request_key(delivery.message.body)
-                await self._publish_answer(delivery, answer)
+                try:
+                    await self._publish_answer(delivery, answer)
+                except Exception:  # the bug may be in publishing itself: still dead-letter and ack
+                    logger.exception("could not answer %s for a pivot_req", reason.value)
         await self._dead_letter(delivery, reason, detail)
         await self._ack(delivery)
 
@@ -363,8 +373,9 @@ class Worker:
         the connection had dropped just after the write; the ledger then answers it as done.
         """
         tag = delivery.message.delivery_tag
-        if tag is None or not delivery.epoch.alive:
+        if tag is None or delivery.acked or not delivery.epoch.alive:
             return
+        delivery.acked = True  # a second ack of one tag is a channel error: the broker closes it
         with contextlib.suppress(Exception):
             await delivery.message.channel.basic_ack(tag, wait=False)
 
@@ -412,13 +423,14 @@ class Worker:
 class _Delivery:
     """One delivered message, the connection it came on, and what was done for it so far."""
 
-    __slots__ = ("epoch", "key", "message", "published")
+    __slots__ = ("acked", "epoch", "key", "message", "published")
 
     def __init__(self, message: AbstractIncomingMessage, epoch: Epoch) -> None:
         self.message = message
         self.epoch = epoch
         self.key: bytes | None = None
         self.published = False
+        self.acked = False
 
 
 def _answer_of(decision: Decision, stale_at: float) -> Answer | None:
