@@ -6,8 +6,11 @@ callflow JSON of :mod:`bench.payloads`, ``/twiml`` the TwiML document; anything 
 Requests may carry a body (``Content-Length``); chunked bodies are refused with 411, since no
 client in the benchmarks sends them.
 
-Usage: ``python bench/devserver.py [--port N]``. It listens on 127.0.0.1 only and prints one line,
-``READY http://127.0.0.1:<port>``, once it accepts connections; SIGTERM or SIGINT stops it.
+Usage: ``python bench/devserver.py [--port N] [--delay-ms MS | --hang]``. It listens on 127.0.0.1
+only and prints one line, ``READY http://127.0.0.1:<port>``, once it accepts connections; SIGTERM or
+SIGINT stops it. ``--delay-ms`` holds every answer that long (a slow developer server; answers on
+one connection stay in order); ``--hang`` accepts connections and reads requests but never answers
+(a developer server that is up but stuck). It reports the connections it accepted when it stops.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class DeveloperServer(asyncio.Protocol):
     """One connection: parse pipelined HTTP/1.1 requests from a buffer, answer each in order."""
 
     served = 0
+    accepted = 0
+    delay_s = 0.0  # hold each answer this long
+    hang = False  # never answer
 
     def __init__(self, answers: Answers) -> None:
         self.answers = answers
@@ -67,8 +73,11 @@ class DeveloperServer(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's class does not subclass it
+        DeveloperServer.accepted += 1
 
     def data_received(self, data: bytes) -> None:
+        if DeveloperServer.hang:
+            return  # read and drop: the client waits for an answer that never comes
         self.buffer += data
         while self.transport is not None and not self.transport.is_closing():
             end = self.buffer.find(b"\r\n\r\n")
@@ -96,9 +105,23 @@ class DeveloperServer(asyncio.Protocol):
                 return
             path = parts[1].split(b"?", 1)[0]
             DeveloperServer.served += 1
+            close = parts[2] == b"HTTP/1.0" or b"connection: close" in head
+            if DeveloperServer.delay_s > 0:
+                loop = asyncio.get_running_loop()
+                loop.call_later(
+                    DeveloperServer.delay_s, self._answer_later, self.answers.for_path(path), close
+                )
+                continue
             self.transport.write(self.answers.for_path(path))
-            if parts[2] == b"HTTP/1.0" or b"connection: close" in head:
+            if close:
                 self.transport.close()
+
+    def _answer_later(self, response: bytes, close: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return  # the client gave up meanwhile
+        self.transport.write(response)
+        if close:
+            self.transport.close()
 
     def _finish(self, response: bytes) -> None:
         assert self.transport is not None
@@ -122,13 +145,24 @@ async def serve(port: int) -> None:
     print(f"READY {base_url}", flush=True)
     async with server:
         await stop.wait()
-    print(f"devserver: served {DeveloperServer.served} requests", file=sys.stderr, flush=True)
+    print(
+        f"devserver: served {DeveloperServer.served} requests on {DeveloperServer.accepted} connections",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: any free one)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--delay-ms", type=float, default=0.0, help="hold every answer this long")
+    mode.add_argument("--hang", action="store_true", help="accept connections, never answer")
     args = parser.parse_args()
+    if args.delay_ms < 0:
+        parser.error("--delay-ms must be 0 or more")
+    DeveloperServer.delay_s = args.delay_ms / 1000.0
+    DeveloperServer.hang = args.hang
     uvloop.run(serve(args.port))
     return 0
 

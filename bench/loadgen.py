@@ -11,10 +11,18 @@ publishes and receives. Commands (one JSON object per line):
   to the arrival of its ``CHANNEL_PIVOT`` on a queue bound to ``callevt`` (same clock, same
   process). Samples from the first W seconds are dropped. It prints ``{"event": "window", ...}``
   when the measured window starts and ends, so the caller can read CPU counters around it.
+* ``{"cmd": "streams", "queue": Q, "seconds": S, "warmup": W, "settle_s": T, "streams": [...]}``
+  runs several open-loop streams at once, each ``{"name", "rate", ...request}`` publishing at its
+  own rate for W + S seconds, and times every request to its answer, whichever it is: its
+  ``CHANNEL_PIVOT`` (on ``callevt``) or its ``pivot.failed`` (on ``targeted``, to the stream's
+  ``reply_queue``). It then waits up to T seconds for the last answers and reports, per stream,
+  what was sent, answered with a flow, answered failed (by reason) and never answered, with
+  percentiles of both kinds of answer (flows only after the W-second warm-up).
 * ``{"cmd": "quit"}``.
 
 ``...request`` is ``voice_uri``, ``format`` (``kazoo``/``twiml``), ``prefix`` (Call-ID prefix, unique
-per run) and ``reply_queue`` (put in ``Controller-Queue``). Every message carries Kazoo's AMQP
+per run), ``reply_queue`` (put in ``Controller-Queue``) and, optionally, ``request_timeout_ms``
+(the pivot_req's ``Request-Timeout``). Every message carries Kazoo's AMQP
 ``timestamp`` in microseconds. Each request gets its own Call-ID, so only this run's events count.
 """
 
@@ -63,7 +71,9 @@ def _message(body: bytes) -> aio_pika.Message:
 
 
 def _factory(cmd: dict[str, Any]) -> RequestFactory:
-    return RequestFactory(cmd["voice_uri"], cmd["format"], cmd["prefix"], cmd["reply_queue"])
+    timeout = cmd.get("request_timeout_ms")
+    extra = {"Request-Timeout": int(timeout)} if timeout else None
+    return RequestFactory(cmd["voice_uri"], cmd["format"], cmd["prefix"], cmd["reply_queue"], extra)
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -77,6 +87,57 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     rank = max(1, -(-len(sorted_values) * q // 100))
     return sorted_values[int(rank) - 1]
+
+
+def _call_seq(call_id: str) -> tuple[str, int] | None:
+    """``(prefix, seq)`` of a Call-ID made by :class:`RequestFactory`, or ``None``."""
+    prefix, sep, seq = call_id.rpartition("-")
+    if not sep or not seq.isdigit():
+        return None
+    return prefix, int(seq)
+
+
+class _Stream:
+    """One open-loop stream of a ``streams`` command and what came back for it."""
+
+    def __init__(self, spec: dict[str, Any], seconds: float, warmup: float) -> None:
+        self.name = str(spec["name"])
+        self.rate = float(spec["rate"])
+        self.factory = _factory(spec)
+        self.total = round((warmup + seconds) * self.rate)
+        self.skip = round(warmup * self.rate)
+        self.sent_at: dict[int, int] = {}
+        self.flows: dict[int, int] = {}  # seq -> ns from publish to CHANNEL_PIVOT
+        self.failures: dict[int, tuple[int, str]] = {}  # seq -> (ns to pivot.failed, reason)
+        self.max_lag = 0.0
+
+    def answered(self) -> int:
+        return len(self.flows) + len(self.failures)
+
+    def summary(self) -> dict[str, Any]:
+        flows = sorted(ns / 1e6 for seq, ns in self.flows.items() if seq >= self.skip)
+        failed = sorted(ns / 1e6 for ns, _ in self.failures.values())
+        every = sorted([ns / 1e6 for ns in self.flows.values()] + failed)
+        reasons: dict[str, int] = {}
+        for _, reason in self.failures.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        sent = len(self.sent_at)
+        return {
+            "rate": self.rate,
+            "sent": sent,
+            "flows": len(self.flows),
+            "failed": len(self.failures),
+            "unanswered": sent - self.answered(),
+            "failure_reasons": reasons,
+            "flow_samples": len(flows),
+            "flow_p50_ms": percentile(flows, 50),
+            "flow_p99_ms": percentile(flows, 99),
+            "flow_max_ms": flows[-1] if flows else float("nan"),
+            "failed_p50_ms": percentile(failed, 50),
+            "failed_max_ms": failed[-1] if failed else float("nan"),
+            "answer_max_ms": every[-1] if every else float("nan"),
+            "publish_lag_max_ms": self.max_lag * 1000.0,
+        }
 
 
 class Driver:
@@ -182,6 +243,92 @@ class Driver:
             "publish_lag_max_ms": max_lag * 1000.0,
         }
 
+    async def streams(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self.plain is not None
+        seconds, warmup = float(cmd["seconds"]), float(cmd.get("warmup", 0.0))
+        settle_s = float(cmd.get("settle_s", STRAGGLER_WAIT_S))
+        streams = [_Stream(spec, seconds, warmup) for spec in cmd["streams"]]
+        by_prefix = {s.factory.prefix: s for s in streams}
+        if len(by_prefix) != len(streams):
+            raise ValueError("every stream needs its own prefix")
+        expected = sum(s.total for s in streams)
+        everything = asyncio.Event()
+        answered = 0
+
+        def lookup(call_id: object) -> tuple[_Stream, int] | None:
+            if isinstance(call_id, bytes):
+                call_id = call_id.decode()
+            found = _call_seq(call_id) if isinstance(call_id, str) else None
+            if found is None or found[0] not in by_prefix:
+                return None  # someone else's call on the shared broker
+            stream = by_prefix[found[0]]
+            return (stream, found[1]) if found[1] in stream.sent_at else None
+
+        def count() -> None:
+            nonlocal answered
+            answered += 1
+            if answered >= expected:
+                everything.set()
+
+        async def on_flow(message: AbstractIncomingMessage) -> None:
+            now = time.perf_counter_ns()
+            hit = lookup((message.headers or {}).get("call-id"))
+            if hit is not None and hit[1] not in hit[0].flows and hit[1] not in hit[0].failures:
+                hit[0].flows[hit[1]] = now - hit[0].sent_at[hit[1]]
+                count()
+
+        async def on_reply(message: AbstractIncomingMessage) -> None:
+            now = time.perf_counter_ns()
+            try:
+                body = orjson.loads(message.body)
+            except orjson.JSONDecodeError:
+                return
+            if not isinstance(body, dict) or body.get("Event-Name") != "failed":
+                return  # pivot.processing
+            hit = lookup(body.get("Call-ID"))
+            if hit is not None and hit[1] not in hit[0].flows and hit[1] not in hit[0].failures:
+                hit[0].failures[hit[1]] = (now - hit[0].sent_at[hit[1]], str(body.get("Failure-Reason", "?")))
+                count()
+
+        callevt = await self.plain.declare_exchange("callevt", aio_pika.ExchangeType.TOPIC, durable=False)
+        targeted = await self.plain.declare_exchange("targeted", aio_pika.ExchangeType.DIRECT, durable=False)
+        sink = await self.plain.declare_queue("", exclusive=True, auto_delete=True)
+        await sink.bind(callevt, "call.CHANNEL_PIVOT.*")
+        replies = await self.plain.declare_queue("", exclusive=True, auto_delete=True)
+        for spec in cmd["streams"]:
+            await replies.bind(targeted, spec["reply_queue"])
+        tags = [(sink, await sink.consume(on_flow, no_ack=True))]
+        tags.append((replies, await replies.consume(on_reply, no_ack=True)))
+        exchange = self.plain.default_exchange
+        queue = cmd["queue"]
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.05
+
+        async def publish(stream: _Stream) -> None:
+            for i in range(stream.total):
+                wait = start + i / stream.rate - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                else:
+                    stream.max_lag = max(stream.max_lag, -wait)
+                body = stream.factory.body(i)
+                stream.sent_at[i] = time.perf_counter_ns()
+                await exchange.publish(_message(body), routing_key=queue)
+
+        async def window() -> None:
+            await asyncio.sleep(max(0.0, start + warmup - loop.time()))
+            _emit({"event": "window", "phase": "start"})
+            await asyncio.sleep(max(0.0, start + warmup + seconds - loop.time()))
+            _emit({"event": "window", "phase": "end"})
+
+        await asyncio.gather(window(), *(publish(s) for s in streams))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(everything.wait(), settle_s)
+        for q, tag in tags:
+            await q.cancel(tag)
+            await q.delete(if_unused=False, if_empty=False)
+        return {"ok": True, "streams": {s.name: s.summary() for s in streams}}
+
 
 async def serve(amqp_url: str) -> int:
     install_raw_timestamps()
@@ -200,6 +347,8 @@ async def serve(amqp_url: str) -> int:
                     _emit(await driver.prefill(cmd))
                 elif name == "latency":
                     _emit(await driver.latency(cmd))
+                elif name == "streams":
+                    _emit(await driver.streams(cmd))
                 elif name == "quit":
                     break
                 else:

@@ -140,8 +140,17 @@ class RequestFactory:
     produce thousands per second without deep copies.
     """
 
-    def __init__(self, voice_uri: str, request_format: str, call_id_prefix: str, reply_queue: str) -> None:
+    def __init__(
+        self,
+        voice_uri: str,
+        request_format: str,
+        call_id_prefix: str,
+        reply_queue: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """``extra`` adds top-level pivot_req keys, e.g. ``{"Request-Timeout": 2000}``."""
         self._template = pivot_req(voice_uri, request_format, controller_queue=controller_queue(reply_queue))
+        self._template.update(extra or {})
         self._call = self._template["Call"]
         self.prefix = call_id_prefix
 

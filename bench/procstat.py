@@ -43,6 +43,35 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of ``pid`` now (``VmRSS``), in MiB; ``None`` if the process is gone."""
+    try:
+        text = (PROC / str(pid) / "status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def socket_count(pid: int) -> int | None:
+    """Open sockets of ``pid`` (its file descriptors that are sockets); ``None`` if it is gone."""
+    fd_dir = PROC / str(pid) / "fd"
+    try:
+        names = os.listdir(fd_dir)
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    count = 0
+    for name in names:
+        try:
+            if os.readlink(fd_dir / name).startswith("socket:"):
+                count += 1
+        except OSError:
+            continue  # closed between listing and reading
+    return count
+
+
 def machine_busy_s() -> float:
     """CPU seconds all processors have spent busy since boot (``/proc/stat``, tick resolution).
 

@@ -2,13 +2,18 @@
 
 Client choice: aiohttp, one shared session per process. ``limits.md`` measured httpx 0.28 at 3.4x
 aiohttp's CPU per request with one request in flight and collapsing to ~70 requests/s at 100 in
-flight (httpcore's pool), which the worker's prefetch of 50 would hit; the README records the
-figures. Two sessions share the policy: a plain one for the hot path and one with aiohttp tracing
+flight (httpcore's pool), far below the worker's hundreds of requests in flight; the README records
+the figures. Two sessions share the policy: a plain one for the hot path and one with aiohttp tracing
 hooks, used only for ``Debug`` requests, that measures DNS/connect/first-byte timings.
 
 Retries (tenacity) happen only inside the request's own deadline and only where safe: connect
 errors, 502/503/504 and 429 (honouring a short ``Retry-After``) for any method, read errors for GET.
 The first attempt runs outside tenacity, so the common case pays nothing for it.
+
+Isolation between developers' hosts: every fetch passes the host's circuit breaker
+(:mod:`.breaker`; timeouts and connect errors open it) and bulkhead (:mod:`.bulkhead`; at most
+``PIVOT_HOST_CONCURRENCY`` in flight), keyed by the origin of the URL the request starts from. The
+connection pool is as large as the requests a process may have in flight, so it never queues them.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from tenacity.wait import wait_exponential_jitter
 from yarl import URL
 
 from . import USER_AGENT
+from .breaker import Breakers, Ticket
+from .bulkhead import Bulkhead
 from .errors import FetchError, PivotError, Reason, TransientFetchError
 from .formencode import encode_form, merge_query
 from .netguard import AddressPolicy, BlockedAddressError, GuardedResolver, check_url, shown_url
@@ -46,6 +53,11 @@ _CHUNK = 16 * 1024
 
 ACCEPT_TWIML = "application/xml, text/xml;q=0.9, application/json;q=0.5"
 ACCEPT_KAZOO = "application/json, application/xml;q=0.5, text/xml;q=0.5"
+
+# What a fetch's failure says about its host, for the circuit breaker: these mean the host did not
+# answer at all; these others mean it did answer (so it is up); anything else says nothing.
+_HOST_DOWN = frozenset({Reason.TIMEOUT, Reason.CONNECT_ERROR})
+_HOST_ANSWERED = frozenset({Reason.HTTP_STATUS, Reason.TOO_MANY_REDIRECTS, Reason.RESPONSE_TOO_LARGE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +241,20 @@ class _Attempt:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def origin(url: str) -> str | None:
+    """``scheme://host:port`` of an http(s) URL (no credentials, path or query), or ``None``."""
+    try:
+        parsed = URL(url, encoded=True)
+        scheme, host, port = parsed.scheme.lower(), parsed.host, parsed.port
+    except (ValueError, TypeError):
+        return None
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host.lower()}:{port}"
+
+
 class _StopBefore(stop_base):
     """Stop retrying when the next sleep would reach the request's deadline."""
 
@@ -282,6 +308,8 @@ class Fetcher:
         self.policy = policy if policy is not None else AddressPolicy(settings.allow_networks)
         self._session: aiohttp.ClientSession | None = None
         self._traced: aiohttp.ClientSession | None = None
+        self.breakers = Breakers(settings.breaker_failures, settings.breaker_open_s)
+        self.bulkhead = Bulkhead(settings.host_concurrency)
 
     def _new_session(self, trace_configs: list[aiohttp.TraceConfig] | None) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -321,7 +349,42 @@ class Fetcher:
         return self._traced
 
     async def fetch(self, spec: HttpRequestSpec, *, deadline: float, trace: PivotTrace) -> FetchResult:
-        """Fetch within ``deadline`` (event-loop time). Raises :class:`PivotError` with a reason."""
+        """Fetch within ``deadline`` (event-loop time). Raises :class:`PivotError` with a reason.
+
+        A host whose circuit is open, or that already has ``PIVOT_HOST_CONCURRENCY`` requests in
+        flight, is refused at once (``circuit_open``, ``host_busy``) without any network activity.
+        """
+        host = origin(spec.url)
+        if host is None:  # not an http(s) URL with a host: the attempt refuses it (invalid_url)
+            return await self._fetch(spec, deadline, trace)
+        ticket = self.breakers.admit(host)
+        try:
+            self.bulkhead.enter(host)
+        except FetchError:
+            self.breakers.released(ticket)
+            raise
+        try:
+            result = await self._fetch(spec, deadline, trace)
+        except FetchError as exc:
+            self._judge(ticket, exc.reason)
+            raise
+        except BaseException:
+            self.breakers.released(ticket)
+            raise
+        finally:
+            self.bulkhead.leave(host)
+        self.breakers.succeeded(ticket)
+        return result
+
+    def _judge(self, ticket: Ticket, reason: Reason) -> None:
+        if reason in _HOST_DOWN:
+            self.breakers.failed(ticket, reason.value)
+        elif reason in _HOST_ANSWERED:
+            self.breakers.succeeded(ticket)
+        else:
+            self.breakers.released(ticket)
+
+    async def _fetch(self, spec: HttpRequestSpec, deadline: float, trace: PivotTrace) -> FetchResult:
         loop = asyncio.get_running_loop()
         budget_ms = round((deadline - loop.time()) * 1000)
         try:

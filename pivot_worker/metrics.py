@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .breaker import Breakers, CircuitState
 from .trace import PivotTrace
 from .twiml import TranslationMemo
 
@@ -65,6 +66,10 @@ class WorkerMetrics:
         """Export the memo's own counts when scraped: nothing is added to the request path."""
         self.registry.register(_MemoCollector(memo))
 
+    def watch_circuits(self, breakers: Breakers) -> None:
+        """Export the per-host circuit breakers' state when scraped (no per-host label)."""
+        self.registry.register(_CircuitCollector(breakers))
+
     def observe(self, outcome: str, reason: str, seconds: float, trace: PivotTrace | None) -> None:
         counter = self._by_outcome.get((outcome, reason))
         if counter is None:  # label lookups cost more than the increment: keep the children
@@ -99,4 +104,24 @@ class _MemoCollector(Collector):
         )
         family.add_metric(["hit"], self._memo.hits)
         family.add_metric(["miss"], self._memo.misses)
+        yield family
+
+
+class _CircuitCollector(Collector):
+    def __init__(self, breakers: Breakers) -> None:
+        self._breakers = breakers
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "pivot_circuit_open_hosts",
+            "developer hosts whose circuit is open or half-open now (requests refused at once)",
+            value=self._breakers.open_hosts,
+        )
+        family = CounterMetricFamily(
+            "pivot_circuit_transitions",
+            "per-host circuit breaker transitions, by the state entered",
+            labels=["state"],
+        )
+        for state in CircuitState:
+            family.add_metric([state.value], self._breakers.transitions[state.value])
         yield family

@@ -116,6 +116,7 @@ class Worker:
             publisher = self._publisher
             self.metrics.watch_debug_drops(lambda: publisher.dropped)
         self.metrics.watch_translation_memo(self.pipeline.translations)
+        self.metrics.watch_circuits(self.fetcher.breakers)
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
         self._background.append(asyncio.create_task(self._prune_ledger(), name="pivot-ledger-prune"))

@@ -14,7 +14,9 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_defaults() -> None:
     s = Settings()
     assert s.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
-    assert (s.queue, s.prefetch, s.request_timeout_ms, s.stale_after_ms) == ("pivot_worker", 50, 5000, 9000)
+    assert (s.queue, s.prefetch, s.request_timeout_ms, s.stale_after_ms) == ("pivot_worker", 1000, 5000, 9000)
+    assert (s.http_max_connections, s.host_concurrency) == (1000, 200)
+    assert (s.breaker_failures, s.breaker_open_s) == (5, 5.0)
     assert s.max_response_bytes == 64 * 1024
     assert s.allow_networks == ()
 
@@ -39,6 +41,9 @@ def test_from_env_converts_types_and_overrides_win() -> None:
         ({"PIVOT_PREFETCH": "many"}, "PIVOT_PREFETCH='many' is not valid"),
         ({"PIVOT_PREFETCH": "0"}, "PIVOT_PREFETCH must be at least 1"),
         ({"PIVOT_ALLOW_NETWORKS": "10.0.0.0/33"}, "PIVOT_ALLOW_NETWORKS"),
+        ({"PIVOT_HOST_CONCURRENCY": "0"}, "PIVOT_HOST_CONCURRENCY must be at least 1"),
+        ({"PIVOT_BREAKER_FAILURES": "-1"}, "PIVOT_BREAKER_FAILURES must be 0 (off) or more"),
+        ({"PIVOT_BREAKER_OPEN_S": "0"}, "PIVOT_BREAKER_OPEN_S must be more than 0"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
