@@ -1,4 +1,6 @@
-"""The JSON bodies the worker publishes, with Kazoo's default headers (kazoo-wire.md 2.1, 2.4, 2.5)."""
+"""The JSON bodies the worker publishes, with Kazoo's default headers.
+
+Sources: ``kz_api.erl`` (default headers), ``kapi_pivot.erl``, ``kapi_call.erl``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Kazoo's AMQP names and the encodings that build routing keys from call data (kazoo-wire.md 1.x).
+"""Kazoo's AMQP names and the encodings that build routing keys from call data.
+
+Sources: ``kz_amqp_util.erl`` (``encode/1``, ``pid://`` targets), ``kapi_call.erl`` (event keys).
 
 Every exchange name, routing-key prefix and literal header value the worker puts on the bus lives
 here, so the wire contract is in one place.

@@ -1,4 +1,5 @@
-"""The params sent to the developer's server, per ``Request-Format`` (kazoo-wire.md 4.1 and 4.2).
+"""The params sent to the developer's server, per ``Request-Format`` (Kazoo's ``kzt_kazoo`` and
+``kzt_twiml`` ``req_params/1``).
 
 Names and sources follow Kazoo exactly; values that are absent on the call are omitted. Two
 deliberate differences: ``User-ID`` comes from the call's ``Owner-ID`` (Kazoo looks the owner up in

@@ -1,6 +1,6 @@
 """The HTTP API: Kazoo's ``/v2/accounts/{ACCOUNT_ID}/pivot/debug`` endpoints on our store.
 
-``GET .../pivot/debug`` lists one row per call (kazoo-wire.md 8.3), newest first, paginated;
+``GET .../pivot/debug`` lists one row per call (crossbar's ``cb_pivot.erl``), newest first, paginated;
 ``GET .../pivot/debug/{CALL_ID or YYYYMM-CALL_ID}`` returns every record of a call, oldest first.
 Both answer in crossbar's envelope. Our additions ride on the same paths: ``failed=true`` on the
 list, ``failed``/``reason`` on each row, and the translated ``callflow`` on each result record.

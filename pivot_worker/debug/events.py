@@ -3,7 +3,7 @@
 One trace becomes, in order: for every HTTP exchange a ``request`` event and then either a
 ``response`` event (a status line arrived) or an ``error`` event (it never did), and finally one
 ``result`` event (outcome, reason, translated callflow, warnings, located errors). Each event is a
-flat JSON object carrying the fields of Kazoo's ``pivot_debug`` documents (kazoo-wire.md 8.1) plus
+flat JSON object carrying the fields of Kazoo's ``pivot_debug`` documents (``pivot_call.erl``) plus
 ours; ``amqp_schemas/debug_event.json`` is its contract.
 
 Differences from Kazoo, on purpose: ``resp_status_code`` is the real status (Kazoo writes ``"200"``

@@ -66,33 +66,31 @@ class Entry:
 class Ledger(Protocol):
     """Every method is atomic in the backing store, so workers on several hosts may race."""
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect to, or create, the store."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the store."""
 
     async def count_delivery(self, key: bytes, expires_at: float) -> int:
         """Count one redelivery of ``key``; returns how many were counted so far."""
-        ...
 
     async def claim(
         self, key: bytes, owner: str, answer: Answer, lease_until: float, expires_at: float
     ) -> Entry | None:
         """Claim an unclaimed request (``None``), or return the entry someone already claimed."""
-        ...
 
-    async def lookup(self, key: bytes) -> Entry | None: ...
+    async def lookup(self, key: bytes) -> Entry | None:
+        """The entry for ``key``, or ``None`` if the ledger knows nothing of it."""
 
     async def take_over(self, key: bytes, owner: str, expected_owner: str | None, lease_until: float) -> bool:
         """Become the owner if the owner is still ``expected_owner`` and the request is not done."""
-        ...
 
     async def finish(self, key: bytes) -> None:
         """Mark the request done: its final reply was confirmed."""
-        ...
 
     async def prune(self, now: float) -> int:
         """Forget entries that expired; returns how many."""
-        ...
 
 
 class NullLedger:
