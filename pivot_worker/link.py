@@ -1,5 +1,8 @@
 """The worker's connection to the broker: one *epoch* per connection, rebuilt whenever it breaks.
 
+Each epoch has one channel, in transaction mode, that both consumes and replies (replies and acks
+commit together: :mod:`pivot_worker.txbatch`).
+
 aio-pika's robust connection hides reconnects, reconnects to one URL only and, by default, waits
 5 s between attempts; a caller cannot wait that long, and a delivery tag from a dead channel must
 never be acked on the new one (the broker closes a channel that acks an unknown tag: the worker
@@ -33,6 +36,7 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 from .bus import Bus
 from .logs import LIFECYCLE
 from .settings import Settings, redact_url
+from .txbatch import TxBatcher
 
 logger = logging.getLogger(__name__)
 lifecycle_log = logging.getLogger(LIFECYCLE)
@@ -203,9 +207,11 @@ class BrokerLink:
             client_properties={"connection_name": f"pivot-worker {self.settings.node}"},
         )
         try:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            channel = await connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=self.settings.prefetch)
-            bus = Bus(self.settings, channel)
+            underlay = await channel.get_underlay_channel()
+            await underlay.tx_select()
+            bus = Bus(self.settings, channel, TxBatcher(underlay))
             try:
                 queue = await bus.declare()
             except (ChannelPreconditionFailed, ChannelAccessRefused) as exc:

@@ -78,7 +78,7 @@ def pivot_req_routing_key(from_realm: str) -> str:
 
 
 def call_event_routing_key(event_name: str, call_id: str) -> str:
-    """``call.<EventName>.<encoded call id>``; the event name is not encoded (kazoo-wire.md 1.3)."""
+    """``call.<EventName>.<encoded call id>``; the event name is not encoded (docs/kazoo-contract.md §1.3)."""
     return f"call.{event_name}.{encode_key_part(call_id)}"
 
 
@@ -94,7 +94,7 @@ class ReplyTarget:
 
 
 def reply_target(controller_queue: str) -> ReplyTarget:
-    """Split a Call's ``Controller-Queue`` the way Kazoo's publisher does (kazoo-wire.md 1.4).
+    """Split a Call's ``Controller-Queue`` the way Kazoo's publisher does (docs/kazoo-contract.md §1.4).
 
     ``pid://<0.2345.0>/callflow_route_1`` -> key ``callflow_route_1``, header ``Deliver-To-PID: <0.2345.0>``
     (greedy match, as Kazoo's regex: the queue is what follows the last ``/``). A plain name is the key.

@@ -294,7 +294,7 @@ def _check_call_event_key(call_id: str) -> None:
 
 
 def _merge_followup(base: dict[str, Any], followup: dict[str, Any]) -> dict[str, Any]:
-    """Kazoo's precedence (kazoo-wire.md 4.3): format params win over request and user vars.
+    """Kazoo's precedence (docs/kazoo-contract.md §4.3): format params win over request and user vars.
 
     ``Digits`` is the exception: on a follow-up only the translation knows which collection holds
     this step's digits, so its value (flat, as Twilio sends it) replaces the call's whole

@@ -1,4 +1,4 @@
-"""The replies one decided answer puts on the bus, in order (kazoo-wire: ``cf_pivot`` and ``cf_exe``).
+"""The replies one decided answer puts on the bus, in order (docs/kazoo-contract.md §3).
 
 A flow is ``pivot.processing`` to the requester, then ``CHANNEL_PIVOT`` carrying it; a failure is
 ``pivot.failed``. ``processing`` is *at most once*: ``cf_exe`` runs a ``CHANNEL_PIVOT`` whether or

@@ -12,7 +12,7 @@ BodyFormat = Literal["form", "json"]
 
 @dataclass(frozen=True, slots=True)
 class PivotRequest:
-    """What one pivot_req asks for (kazoo-wire.md 2.2 and 3.2 for the defaults)."""
+    """What one pivot_req asks for, with pivot's runtime defaults (docs/kazoo-contract.md §2.2)."""
 
     call: dict[str, Any]
     call_id: str
@@ -31,7 +31,7 @@ class PivotRequest:
         """Read a message that already passed the ``pivot_req`` schema.
 
         Defaults are pivot's own runtime defaults, not the callflow schema's: an absent
-        ``Request-Format`` means ``twiml`` (kazoo-wire.md 10.1), an absent method ``get``.
+        ``Request-Format`` means ``twiml`` (docs/kazoo-contract.md §2.2), an absent method ``get``.
         """
         call: dict[str, Any] = msg["Call"]
         method = str(msg.get("HTTP-Method") or "get").lower()

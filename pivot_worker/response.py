@@ -1,9 +1,10 @@
 """From the developer's HTTP answer to a document format: Content-Type first, sniffing as a fallback.
 
 Kazoo compares media types case-sensitively and treats a missing Content-Type as XML only, so a
-callflow JSON served without one fails there (kazoo-wire.md 5.1). Here the media type is compared
-case-insensitively, ``+json``/``+xml`` suffixes count, the ``charset`` parameter is honoured, and an
-absent or generic type is sniffed from the first significant byte (recorded on the trace).
+callflow JSON served without one fails there (docs/kazoo-contract.md §5.1). Here the media type is
+compared case-insensitively, ``+json``/``+xml`` suffixes count, the ``charset`` parameter is
+honoured, and an absent or generic type is sniffed from the first significant byte (recorded on the
+trace).
 
 A body that is not valid in its charset fails ``invalid_encoding`` with the offending byte's offset,
 for JSON and XML alike: UTF-8 unless the Content-Type names a charset (for XML, a byte-order mark

@@ -72,7 +72,7 @@ class Settings:
 
     # Exactly one answer per request across crashes.
     ledger_url: str = field(default="sqlite:///pivot_ledger", metadata={"secret": True})
-    ledger_lease_ms: int = 2000
+    ledger_lease_ms: int = 1000
 
     # The developer's server.
     request_timeout_ms: int = 5000

@@ -2,11 +2,11 @@
 
 Failure classes, each with one handling:
 
-* **the broker** (connection, channel or consumer gone; a reply not confirmed): the request stays
-  in memory; its replies are published on the next connection while it is still before its stale
-  point (never after); the input is acked only on the connection that delivered it, so a dead
-  connection's inputs come back from the broker and the ledger (``pivot_worker.ledger``) makes
-  sure nobody publishes them twice;
+* **the broker** (connection, channel or consumer gone; a commit that failed): the request stays in
+  memory; its final reply is published on the next connection while it is still before its stale
+  point (never after); the input is acked only inside the commit of its replies, on the connection
+  that delivered it, so a dead connection's inputs come back from the broker and the ledger
+  (``pivot_worker.ledger``) makes sure nobody publishes them twice;
 * **a bug** (any other exception): logged with its traceback, answered ``pivot.failed``
   (``internal_error``) if nothing was published for it yet and it names a call, dead-lettered and
   acked: a bug never loops;
@@ -34,6 +34,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, PublishError
 
 from . import amqp_compat, callflow
+from .bus import DeadLetter
 from .debug import DebugPublisher
 from .errors import Reason
 from .fetch import Fetcher
@@ -192,19 +193,20 @@ class Worker:
             return
         started = time.perf_counter()
         decision = await self.pipeline.handle(message.body, message.timestamp)
-        answer = _answer_of(decision, stale_at)
-        if answer is not None:
-            published = await self._publish_answer(delivery, answer)
-            if not published:  # stale or taken over: nothing more to publish for this delivery
-                await self._ack(delivery)  # a no-op on a dead epoch; else it would hold a prefetch slot
-                return
+        dead = None
         if decision.dead_letter:
-            await self._dead_letter(delivery, decision.reason or Reason.INVALID_REQUEST, decision.message)
-        await self._ack(delivery)
+            reason = decision.reason or Reason.INVALID_REQUEST
+            dead = DeadLetter(message, reason, decision.message)
+        await self._answer(delivery, _answer_of(decision, stale_at), dead)
         self._account(decision, started)
 
     async def _redelivered(self, delivery: _Delivery, stale_at: float) -> bool:
-        """Handle a request the broker delivered before; ``True`` when nothing is left to serve."""
+        """Handle a request the broker delivered before; ``True`` when nothing is left to serve.
+
+        A redelivered request was never committed (its ack commits with its replies), so nothing
+        went out for it, unless a worker that lost its connection republished its final reply
+        afterwards: the ledger entry says which.
+        """
         message = delivery.message
         delivery.key = request_key(message.body)
         deliveries = _quorum_delivery_count(message)
@@ -221,7 +223,8 @@ class Worker:
         return False
 
     async def _resume(self, delivery: _Delivery, entry: Entry) -> None:
-        """Another worker (or this one before a reconnect) claimed this request: finish its answer."""
+        """Someone claimed this request (a worker that died, or lost its connection, before its
+        commit): after its lease, take the claim over and commit the final reply with the ack."""
         key = delivery.key
         assert key is not None and entry.answer is not None
         answer = entry.answer
@@ -232,84 +235,110 @@ class Worker:
             if entry.lease_until > now:  # the owner may still be at work: give it its lease
                 await asyncio.sleep(min(entry.lease_until, answer.stale_at) - now + 0.01)
             elif await self.ledger.take_over(key, self.owner, entry.owner, now + self._lease_s):
-                await self._publish_replies(delivery, answer, resumed=True)
-                break
+                delivery.claimed = True
+                await self._commit(delivery, answer, _final(replies_for(answer, self.settings.node)))
+                return
             fresh = await self.ledger.lookup(key)
             if fresh is None:
                 break
             entry = fresh
         await self._ack(delivery)
 
-    async def _publish_answer(self, delivery: _Delivery, answer: Answer) -> bool:
-        key = delivery.key = delivery.key or request_key(delivery.message.body)
-        claimed = await self.ledger.claim(
-            key, self.owner, answer, time.time() + self._lease_s, answer.stale_at + LEDGER_KEEP_S
-        )
-        if claimed is not None:  # the same request is being answered elsewhere
-            await self._resume(delivery, claimed)
-            return False
-        return await self._publish_replies(delivery, answer, resumed=False)
+    async def _answer(self, delivery: _Delivery, answer: Answer | None, dead: DeadLetter | None) -> None:
+        """Claim the request in the ledger, then commit its replies, dead letter and ack together."""
+        if answer is None:
+            await self._commit(delivery, None, [], dead)
+            return
+        if not delivery.claimed:
+            key = delivery.key = delivery.key or request_key(delivery.message.body)
+            lease = time.time() + self._lease_s
+            claimed = await self.ledger.claim(key, self.owner, answer, lease, answer.stale_at + LEDGER_KEEP_S)
+            if claimed is not None:  # the same request is being answered elsewhere
+                await self._resume(delivery, claimed)
+                return
+            delivery.claimed = True
+        await self._commit(delivery, answer, replies_for(answer, self.settings.node), dead)
 
-    async def _publish_replies(self, delivery: _Delivery, answer: Answer, *, resumed: bool) -> bool:
-        """Publish the answer's replies in order; ``False`` if they could not all be (stale, taken over).
+    async def _commit(
+        self,
+        delivery: _Delivery,
+        answer: Answer | None,
+        replies: list[Reply],
+        dead: DeadLetter | None = None,
+    ) -> None:
+        """Commit ``replies`` with the ack on the connection that delivered the request.
 
-        After a broker failure the reply in flight may or may not have reached the broker: an
-        at-most-once reply (``processing``) is then skipped, the final one is published again, and
-        before anything is published on the new connection the ledger must still name us the owner.
-        A resumed answer never publishes ``processing``. A flow is never published after the stale
-        point; a failure may be (it is how a stale request is answered), for a bounded time.
+        If that connection is gone (or goes during the commit), the outcome is unknown: the final
+        reply is published again on the next connection (:meth:`_recover`); replies the broker
+        could not route are published again until they are routed (the ack is already in).
         """
+        started = time.perf_counter()
+        tag = delivery.message.delivery_tag
+        try:
+            if not delivery.epoch.alive:
+                raise ChannelInvalidStateError("the connection that delivered the request is gone")
+            returned = await delivery.epoch.bus.commit(replies, ack=tag, dead_letter=dead)
+        except Exception as exc:
+            if not is_broker_failure(exc):
+                raise
+            delivery.epoch.broken.set()
+            if answer is not None and replies:
+                logger.warning(
+                    "call %s: replies not committed (%s: %s); keeping them for the next connection",
+                    answer.call_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                await self._publish_until(delivery, answer, _final(replies), verify_owner=True)
+            return
+        delivery.acked = True
+        delivery.published = bool(replies)
+        self.metrics.publish_latency.observe(time.perf_counter() - started)
+        if returned and answer is not None:
+            await self._publish_until(delivery, answer, returned, verify_owner=False)
+
+    async def _publish_until(
+        self, delivery: _Delivery, answer: Answer, replies: list[Reply], *, verify_owner: bool
+    ) -> bool:
+        """Publish ``replies`` on whatever connection is up until each is routed, or give up at the
+        deadline: a flow never after the stale point; a failure (how a stale request is answered)
+        within a bounded window. After a broker failure the ledger must still name us the owner."""
         key = delivery.key
         assert key is not None
-        verify_owner = False
         deadline = answer.stale_at
         if answer.reason is not None:
             deadline = max(deadline, time.time()) + FAILED_REPLY_WINDOW_S
-        started = time.perf_counter()
-        for reply in replies_for(answer, self.settings.node):
-            if resumed and reply.at_most_once:
-                continue
-            while True:
-                epoch = await self.link.wait_ready(deadline)
-                if epoch is None or time.time() >= deadline:
-                    self._give_up_stale(answer, reply)
+        pending = replies
+        while pending:
+            epoch = await self.link.wait_ready(deadline)
+            if epoch is None or time.time() >= deadline:
+                self._give_up_stale(answer, pending[0])
+                return False
+            if verify_owner:
+                if not await self.ledger.take_over(key, self.owner, self.owner, time.time() + self._lease_s):
+                    logger.info("call %s: another worker took over its answer", answer.call_id)
                     return False
-                if verify_owner:
-                    lease = time.time() + self._lease_s
-                    if not await self.ledger.take_over(key, self.owner, self.owner, lease):
-                        logger.info("call %s: another worker took over its answer", answer.call_id)
-                        return False
-                    verify_owner = False
-                try:
-                    await epoch.bus.publish_reply(reply)
-                    delivery.published = True
-                    break
-                except PublishError:  # unroutable: not delivered anywhere, so safe to send again
-                    await asyncio.sleep(UNROUTABLE_RETRY_S)
-                except Exception as exc:
-                    if not is_broker_failure(exc):
-                        raise
-                    logger.warning(
-                        "call %s: %s not confirmed (%s: %s); keeping it for the next connection",
-                        answer.call_id,
-                        reply.body.get("Event-Name"),
-                        type(exc).__name__,
-                        exc,
-                    )
-                    verify_owner = True
-                    epoch.broken.set()
-                    if reply.at_most_once:
-                        delivery.published = True  # it may have gone out: never send it twice
-                        break
+                verify_owner = False
+            try:
+                unroutable = await epoch.bus.commit(pending)
+            except Exception as exc:
+                if not is_broker_failure(exc):
+                    raise
+                epoch.broken.set()
+                verify_owner = True
+                continue
+            delivery.published = True
+            if unroutable:  # the requester's queue is not (yet) there: not delivered, so safe to resend
+                await asyncio.sleep(UNROUTABLE_RETRY_S)
+            pending = unroutable
         await self.ledger.finish(key)
-        self.metrics.publish_latency.observe(time.perf_counter() - started)
         return True
 
     def _give_up_stale(self, answer: Answer, reply: Reply) -> None:
         self.metrics.stale.inc()
         logger.warning(
-            "call %s: %s not published: its time ran out while the broker was unavailable "
-            "(PIVOT_STALE_AFTER_MS=%d); the callflow has failed over",
+            "call %s: %s not published: its time ran out before it could be (broker unavailable or "
+            "the requester's queue missing; PIVOT_STALE_AFTER_MS=%d); the callflow has failed over",
             answer.call_id,
             reply.body.get("Event-Name"),
             self.settings.stale_after_ms,
@@ -332,7 +361,9 @@ class Worker:
             return  # its connection is gone: the broker gives it to another consumer
         logger.exception("internal error on a pivot_req; answering failed and dead-lettering it")
         detail = f"{type(exc).__name__}: {exc}"
-        stale_at = time.time() + self.settings.stale_after_ms / 1000.0
+        stale_at = (
+            origin_time(delivery.message.timestamp, time.time()) + self.settings.stale_after_ms / 1000.0
+        )
         try:
             await self._fail_and_dead_letter(delivery, Reason.INTERNAL_ERROR, detail, stale_at)
         except Exception:
@@ -343,48 +374,35 @@ class Worker:
     async def _fail_and_dead_letter(
         self, delivery: _Delivery, reason: Reason, detail: str, stale_at: float
     ) -> None:
-        if not delivery.published:
-            identity = _identity(delivery.message.body)
-            if identity is not None:
-                answer = Answer(identity[0], identity[1], stale_at, reason.value)
-                delivery.key = delivery.key or request_key(delivery.message.body)
-                try:
-                    await self._publish_answer(delivery, answer)
-                except Exception:  # the bug may be in publishing itself: still dead-letter and ack
-                    logger.exception("could not answer %s for a pivot_req", reason.value)
-        await self._dead_letter(delivery, reason, detail)
-        await self._ack(delivery)
-
-    async def _dead_letter(self, delivery: _Delivery, reason: Reason, detail: str) -> None:
-        epoch = delivery.epoch if delivery.epoch.alive else self.link.epoch
-        if epoch is None:
-            logger.warning("could not dead-letter a pivot_req (%s): no broker connection", reason.value)
+        """Answer ``failed`` (if nothing went out and the request names a call), dead-letter, ack:
+        one commit. If a bug breaks even that, dead-letter and ack without the answer."""
+        dead = DeadLetter(delivery.message, reason, detail)
+        if delivery.acked:  # replies and ack are in: only the copy is left to keep
+            with contextlib.suppress(Exception):
+                await self._commit(delivery, None, [], dead)
             return
+        identity = None if delivery.published else _identity(delivery.message.body)
+        answer = Answer(identity[0], identity[1], stale_at, reason.value) if identity else None
         try:
-            await epoch.bus.dead_letter(delivery.message, reason, detail)
-        except Exception as exc:
-            if not is_broker_failure(exc):
-                raise
-            logger.warning("could not dead-letter a pivot_req (%s): %s", reason.value, exc)
+            await self._answer(delivery, answer, dead)
+        except Exception:  # the bug may be in publishing itself
+            logger.exception("could not answer %s for a pivot_req", reason.value)
+            await self._commit(delivery, None, [], dead)
 
     async def _ack(self, delivery: _Delivery) -> None:
-        """Ack on the connection that delivered it, without waiting for the write; skip a dead one.
-
-        Written or not, an ack the broker never reads means the request comes back, exactly as if
-        the connection had dropped just after the write; the ledger then answers it as done.
-        """
-        tag = delivery.message.delivery_tag
-        if tag is None or delivery.acked or not delivery.epoch.alive:
+        """Commit the ack alone, on the connection that delivered the request; skip a dead one
+        (the broker has requeued the request, or will) and never ack one tag twice (the broker
+        closes a channel that does)."""
+        if delivery.acked or not delivery.epoch.alive:
             return
-        delivery.acked = True  # a second ack of one tag is a channel error: the broker closes it
         with contextlib.suppress(Exception):
-            await delivery.message.channel.basic_ack(tag, wait=False)
+            await self._commit(delivery, None, [])
 
     async def _requeue(self, message: AbstractIncomingMessage, epoch: Epoch) -> None:
         self.counts["requeued"] += 1
-        if epoch.alive:
+        if epoch.alive and message.delivery_tag is not None:
             with contextlib.suppress(Exception):
-                await asyncio.shield(message.nack(requeue=True))
+                await asyncio.shield(epoch.bus.commit([], requeue=message.delivery_tag))
 
     async def _prune_ledger(self) -> None:
         while True:
@@ -424,14 +442,20 @@ class Worker:
 class _Delivery:
     """One delivered message, the connection it came on, and what was done for it so far."""
 
-    __slots__ = ("acked", "epoch", "key", "message", "published")
+    __slots__ = ("acked", "claimed", "epoch", "key", "message", "published")
 
     def __init__(self, message: AbstractIncomingMessage, epoch: Epoch) -> None:
         self.message = message
         self.epoch = epoch
         self.key: bytes | None = None
         self.published = False
+        self.claimed = False
         self.acked = False
+
+
+def _final(replies: list[Reply]) -> list[Reply]:
+    """The replies to send again when the first try's fate is unknown: never ``processing``."""
+    return [reply for reply in replies if not reply.at_most_once]
 
 
 def _answer_of(decision: Decision, stale_at: float) -> Answer | None:

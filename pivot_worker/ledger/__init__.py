@@ -1,22 +1,20 @@
-"""The reply ledger: what makes "exactly one answer per pivot_req" hold when workers die.
+"""The reply ledger: who answers a request when the broker connection failed during its commit.
 
-Why it is needed: the broker redelivers a request whose ack it never read. A worker killed after
-its replies were confirmed but before its ack reached the broker would otherwise see the request
-served twice, and Kazoo's ``cf_exe`` runs every ``CHANNEL_PIVOT`` it receives (the caller's IVR
-restarts). The ledger is a small shared record per request, keyed by a hash of the message body
-(identical on every redelivery):
+A worker killed before committing published nothing (replies and the ack commit together), so its
+redelivered request can simply be served again. What the transaction cannot settle is a commit whose
+connection died on the way: the broker may or may not have applied it. So, before committing, the
+worker *claims* the request in a small shared record keyed by a hash of the message body (identical
+on every redelivery), storing the answer and a short lease:
 
-1. after the answer is decided and before the first reply is published, the worker *claims* the
-   request, storing the answer and a short lease;
-2. after the final reply (``CHANNEL_PIVOT`` or ``pivot.failed``) is confirmed, it marks it *done*;
-3. a redelivered request is looked up first: *done* means ack and publish nothing; *claimed* means
-   another worker (or this one, after a reconnect) owns it: wait for its lease, then take over and
-   publish the final reply from the stored answer, never ``processing`` again (``cf_exe`` handles
-   ``CHANNEL_PIVOT`` whether or not ``cf_pivot`` saw ``processing``, so skipping it is harmless,
-   while a second one is not).
+1. after reconnecting, the worker publishes the final reply again (never ``processing``: ``cf_exe``
+   runs a ``CHANNEL_PIVOT`` whether or not ``cf_pivot`` saw ``processing``) if it is still the owner,
+   and marks the request *done*;
+2. a redelivered request is looked up first: *done* means ack and publish nothing; *claimed* means
+   wait for the owner's lease, take the claim over atomically and commit the final reply with the ack.
 
-Backends: SQLite (one host: every worker process on it shares the file; the default), Redis
-(several hosts), memory (one process; tests) and ``off`` (at-least-once, for measuring the cost).
+The ledger also counts redeliveries, so that a message that kills its worker is dead-lettered after
+``PIVOT_MAX_DELIVERIES``. Backends: SQLite (one host: every worker process on it shares the
+directory; the default), Redis (several hosts), memory (one process; tests) and ``off``.
 """
 
 from __future__ import annotations

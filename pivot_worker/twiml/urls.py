@@ -1,7 +1,7 @@
 """Resolve the URLs a document names, exactly as RFC 3986 section 5 says.
 
 Kazoo's own resolver treats a leading ``/`` as relative, appends to extension-less paths and
-corrupts bases that carry a query (kazoo-wire.md 4.7); TwiML applications written for Twilio
+corrupts bases that carry a query (docs/kazoo-contract.md §4.6); TwiML applications written for Twilio
 expect standard resolution. This module implements RFC 3986 5.2 (strict parser) on the raw
 strings, without normalising or re-escaping anything else, so the developer's bytes survive.
 """
