@@ -9,7 +9,7 @@ ceiling the real worker is compared with (issue 5).
 
 ``--per-call-queue`` adds Kazoo's pivot_call design around that line: per request a channel, a
 server-named exclusive auto-delete queue bound to ``targeted`` (its own name) and ``callevt``
-(``call.*.<encoded call id>``), a consumer, then cancel, delete, close (kazoo-wire.md 1.5).
+(``call.*.<encoded call id>``), a consumer, then cancel, delete, close (docs/kazoo-contract.md §1.5).
 
 Usage: ``python bench/bare_worker.py --queue NAME [--per-call-queue] [--prefetch 50]``. It consumes
 ``NAME`` (durable, bound to ``callmgr`` with ``pivot.req.*``, as the worker's) until SIGTERM/SIGINT,
@@ -55,7 +55,7 @@ def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 
 def kazoo_params(call: dict[str, Any]) -> dict[str, str]:
-    """The Kazoo request params (kazoo-wire.md 4.1), flattened for aiohttp's query encoder."""
+    """The Kazoo request params (docs/kazoo-contract.md §4.1), flattened for aiohttp's query encoder."""
     kvs = call.get("Key-Value-Store") or {}
     out: dict[str, str] = {}
     for name, value in (
@@ -82,7 +82,7 @@ def kazoo_params(call: dict[str, Any]) -> dict[str, str]:
 
 
 def twiml_params(call: dict[str, Any]) -> dict[str, str]:
-    """The TwiML request params (kazoo-wire.md 4.2), flattened for aiohttp's query encoder."""
+    """The TwiML request params (docs/kazoo-contract.md §4.2), flattened for aiohttp's query encoder."""
     kvs = call.get("Key-Value-Store") or {}
     out: dict[str, str] = {}
     for name, value in (
@@ -221,7 +221,7 @@ class BareWorker:
             await message.reject(requeue=False)
 
     async def per_call_queue(self, message: AbstractIncomingMessage) -> None:
-        """Kazoo's pivot_call lifecycle around the same straight line (kazoo-wire.md 1.5)."""
+        """Kazoo's pivot_call lifecycle around the same straight line (docs/kazoo-contract.md §1.5)."""
         assert self.connection is not None and self.targeted is not None and self.callevt is not None
         try:
             call_id = orjson.loads(message.body)["Call"]["Call-ID"]

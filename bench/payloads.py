@@ -2,8 +2,9 @@
 
 One source for the message and the documents, so the bare pipelines, the real worker, the
 micro-benchmarks and the HTTP client comparison all work on the same bytes. The pivot_req has the
-shape of kazoo-wire.md 2.6 (about 2.4 KB): a full serialized ``Call`` with channel variables, the
-key-value store holding the calling flow, and a ``Controller-Queue`` in Kazoo's ``pid://`` form.
+shape of Kazoo's (docs/kazoo-contract.md §2.3 and §2.6; about 2.4 KB): a full serialized ``Call``
+with channel variables, the key-value store holding the calling flow, and a ``Controller-Queue`` in
+Kazoo's ``pid://`` form.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import orjson
 KAZOO_PATH = "/kazoo"
 TWIML_PATH = "/twiml"
 
-# About 400 bytes: Say, Gather with a nested Say, then Redirect (what limits.md measured).
+# About 400 bytes: Say, Gather with a nested Say, then Redirect (the document the reference
+# measurements used, see bench/README.md).
 TWIML_DOCUMENT = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
     b"<Response>\n"
@@ -63,8 +65,9 @@ def kazoo_document(base_url: str) -> bytes:
     return orjson.dumps(kazoo_flow(base_url))
 
 
-# The kazoo-wire.md 2.6 pivot_req, as the message contract ships it, plus what makes the Call as heavy
-# as the 2.4 KB one the reference measurements used (more CCVs, CAVs, SIP headers, inception).
+# Kazoo's example pivot_req (docs/kazoo-contract.md §2.6), as the message contract ships it, plus what
+# makes the Call as heavy as the 2.4 KB one the reference measurements used (more CCVs, CAVs, SIP
+# headers, inception).
 _EXAMPLE: dict[str, Any] = orjson.loads(
     (
         Path(__file__).resolve().parents[1] / "amqp_schemas/examples/valid/pivot_req/kazoo_wire_example.json"
@@ -102,7 +105,7 @@ _REQUEST: dict[str, Any] = {
 
 
 def call(call_id: str | None = None, controller_queue: str | None = None) -> dict[str, Any]:
-    """A fresh copy of the serialized ``Call`` (kazoo-wire.md 2.3), optionally with its own ids."""
+    """A fresh copy of the serialized ``Call`` (docs/kazoo-contract.md §2.3), optionally with its own ids."""
     out = copy.deepcopy(_CALL)
     if call_id is not None:
         out["Call-ID"] = call_id
@@ -129,7 +132,7 @@ def pivot_req(
 
 
 def controller_queue(reply_queue: str) -> str:
-    """Kazoo's ``pid://<pid>/<queue>`` form of a reply queue name (kazoo-wire.md 1.4)."""
+    """Kazoo's ``pid://<pid>/<queue>`` form of a reply queue name (docs/kazoo-contract.md §1.4)."""
     return f"pid://<0.1.0>/{reply_queue}"
 
 

@@ -1,9 +1,9 @@
 """Exact CPU time (and peak memory) of processes from ``/proc``, for "per request" figures.
 
 ``/proc/<pid>/task/<tid>/schedstat`` holds each thread's time on CPU in nanoseconds; summing the
-threads gives the process's CPU time with no 10 ms tick sampling (limits.md found utime/stime
-unreliable at low load). Threads that exit between two readings take their time with them; the
-processes measured here keep theirs for life.
+threads gives the process's CPU time with no 10 ms tick sampling (utime/stime proved unreliable at
+low load in the reference measurements, bench/README.md). Threads that exit between two readings
+take their time with them; the processes measured here keep theirs for life.
 """
 
 from __future__ import annotations

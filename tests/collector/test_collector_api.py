@@ -1,4 +1,4 @@
-"""The debug API over a real store: Kazoo's shapes (kazoo-wire.md 8.3), auth, isolation, paging."""
+"""The debug API over a real store: Kazoo's shapes (docs/kazoo-contract.md §7.3), auth, isolation, paging."""
 
 from __future__ import annotations
 

@@ -308,7 +308,7 @@ def test_huge_flow_is_bounded() -> None:
 
 
 def test_validated_flow_serializes_like_the_kazoo_example() -> None:
-    """kazoo-wire.md 2.6: the CHANNEL_PIVOT example carries tts with voice and terminators filled."""
+    """docs/kazoo-contract.md §2.5: the CHANNEL_PIVOT example's tts has voice and terminators filled."""
     flow = validate_flow({"module": "tts", "data": {"text": "Hello"}, "children": {}})
     assert json.loads(json.dumps(flow)) == {
         "module": "tts",

@@ -54,7 +54,7 @@ def test_reply_target_pid_with_slash_in_pid_takes_last_segment_as_queue() -> Non
 
 
 def _reference_encoding(value: str) -> str:
-    # kazoo-wire.md 1.2, byte by byte.
+    # docs/kazoo-contract.md §1.2, byte by byte.
     kept = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-~_")
     out = []
     for byte in value.encode():

@@ -1,7 +1,8 @@
 """Cost of turning a typical TwiML document into a callflow (no thresholds: numbers to report).
 
-The typical document is the one limits.md measured: a Say, a Gather with a nested Say, and a
-Redirect. Run with ``-p no:cacheprovider --benchmark-only -k bench`` to see the table.
+The typical document is the one the reference measurements used (bench/README.md): a Say, a Gather
+with a nested Say, and a Redirect. Run with ``-p no:cacheprovider --benchmark-only -k bench`` to see
+the table.
 """
 
 from __future__ import annotations

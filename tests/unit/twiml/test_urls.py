@@ -64,7 +64,7 @@ def test_rfc3986_examples(reference: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("base", "reference", "expected"),
     [
-        # Where Kazoo's resolver goes wrong (kazoo-wire.md 4.7):
+        # Where Kazoo's resolver goes wrong (docs/kazoo-contract.md §4.6):
         ("http://h/app/ivr", "next", "http://h/app/next"),
         ("http://h/ivr?x=1", "n.php", "http://h/n.php"),
         ("http://pivot/script.php", "/script2.php", "http://pivot/script2.php"),
