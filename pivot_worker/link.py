@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -44,8 +44,9 @@ lifecycle_log = logging.getLogger(LIFECYCLE)
 RETRY_INTERVAL_S = 0.25
 CONNECT_TIMEOUT_S = 3.0
 WATCH_INTERVAL_S = 0.5
+REPORT_EVERY_S = 5.0  # while reconnecting, one warning this often (the client libraries are muted)
 
-OnMessage = Callable[[AbstractIncomingMessage, "Epoch"], Awaitable[None]]
+OnMessage = Callable[[AbstractIncomingMessage, "Epoch"], Coroutine[Any, Any, None]]
 
 
 class TopologyRefused(RuntimeError):
@@ -91,6 +92,7 @@ class BrokerLink:
         self.fatal_reason = ""
         self.reconnects = 0
         self._task: asyncio.Task[None] | None = None
+        self._serving: set[asyncio.Task[None]] = set()
         self._consuming = True
 
     async def start(self) -> None:
@@ -173,6 +175,7 @@ class BrokerLink:
 
     async def _connect_any(self) -> Epoch | None:
         give_up_at = time.monotonic() + self.settings.reconnect_give_up_s
+        next_report = time.monotonic() + REPORT_EVERY_S
         last_error = "no broker URL"
         while True:
             for _ in range(len(self.urls)):
@@ -186,7 +189,11 @@ class BrokerLink:
                     last_error = f"{redact_url(url)}: {type(exc).__name__}: {exc}"
                     logger.debug("broker connect failed: %s", last_error)
                     self._next_url += 1
-            if time.monotonic() >= give_up_at:
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + REPORT_EVERY_S
+                logger.warning("still no broker connection; last error %s", last_error)
+            if now >= give_up_at:
                 self._give_up(
                     f"no broker reachable for {self.settings.reconnect_give_up_s:g} s "
                     f"(PIVOT_RECONNECT_GIVE_UP_S); last error {last_error}"
@@ -225,7 +232,11 @@ class BrokerLink:
             channel.close_callbacks.add(lambda *_: epoch.broken.set())
 
             async def deliver(message: AbstractIncomingMessage) -> None:
-                await self._on_message(message, epoch)
+                # A task of our own: aio-pika cancels its consumer tasks when the channel closes,
+                # and a request whose replies could not be committed must outlive its connection.
+                task = asyncio.create_task(self._on_message(message, epoch))
+                self._serving.add(task)
+                task.add_done_callback(self._serving.discard)
 
             if self._consuming:
                 epoch.consumer_tag = await queue.consume(deliver)

@@ -176,7 +176,8 @@ class Worker:
         try:
             await self._handle(delivery)
         except asyncio.CancelledError:
-            await self._requeue(message, epoch)
+            if not delivery.ack_written:  # a written ack commits anyway: a nack would close the channel
+                await self._requeue(message, epoch)
             raise
         except Exception as exc:
             await self._on_bug(delivery, exc)
@@ -274,10 +275,14 @@ class Worker:
         """
         started = time.perf_counter()
         tag = delivery.message.delivery_tag
+        if not delivery.epoch.alive:  # gone before anything was written: all of it is still to send
+            if answer is not None and replies:
+                await self._publish_until(delivery, answer, replies, verify_owner=True)
+            return
         try:
-            if not delivery.epoch.alive:
-                raise ChannelInvalidStateError("the connection that delivered the request is gone")
-            returned = await delivery.epoch.bus.commit(replies, ack=tag, dead_letter=dead)
+            ack = None if delivery.acked else tag  # a tag acked twice makes the broker close the channel
+            delivery.ack_written = delivery.ack_written or ack is not None
+            returned = await delivery.epoch.bus.commit(replies, ack=ack, dead_letter=dead)
         except Exception as exc:
             if not is_broker_failure(exc):
                 raise
@@ -442,7 +447,7 @@ class Worker:
 class _Delivery:
     """One delivered message, the connection it came on, and what was done for it so far."""
 
-    __slots__ = ("acked", "claimed", "epoch", "key", "message", "published")
+    __slots__ = ("ack_written", "acked", "claimed", "epoch", "key", "message", "published")
 
     def __init__(self, message: AbstractIncomingMessage, epoch: Epoch) -> None:
         self.message = message
@@ -451,6 +456,7 @@ class _Delivery:
         self.published = False
         self.claimed = False
         self.acked = False
+        self.ack_written = False  # a commit carrying the ack was started (it may still be in flight)
 
 
 def _final(replies: list[Reply]) -> list[Reply]:
