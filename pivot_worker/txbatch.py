@@ -23,6 +23,7 @@ could not route is known once its commit is done (RabbitMQ sends the return befo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -77,7 +78,16 @@ class TxBatcher:
         unknown, as with a publish whose confirm never came.
         """
         async with self.gate:
-            await write()
+            try:
+                await write()
+            except BaseException:
+                # Part of this request may be written, and the next commit would carry it without
+                # the rest: close the channel, which discards everything uncommitted (the broker
+                # requeues its requests; the other writers' commits fail and go the broker-failure
+                # way), rather than commit a torn request.
+                with contextlib.suppress(Exception):
+                    await self.channel.close()
+                raise
             if self._next is None:
                 loop = asyncio.get_running_loop()
                 self._next = loop.create_future()

@@ -270,14 +270,14 @@ class Worker:
         """Commit ``replies`` with the ack on the connection that delivered the request.
 
         If that connection is gone (or goes during the commit), the outcome is unknown: the final
-        reply is published again on the next connection (:meth:`_recover`); replies the broker
+        reply is published again on the next connection (:meth:`_publish_until`); replies the broker
         could not route are published again until they are routed (the ack is already in).
         """
         started = time.perf_counter()
         tag = delivery.message.delivery_tag
         if not delivery.epoch.alive:  # gone before anything was written: all of it is still to send
             if answer is not None and replies:
-                await self._publish_until(delivery, answer, replies, verify_owner=True)
+                await self._publish_until(delivery, answer, replies, verify_owner=True, dead=dead)
             return
         try:
             ack = None if delivery.acked else tag  # a tag acked twice makes the broker close the channel
@@ -294,7 +294,7 @@ class Worker:
                     type(exc).__name__,
                     exc,
                 )
-                await self._publish_until(delivery, answer, _final(replies), verify_owner=True)
+                await self._publish_until(delivery, answer, _final(replies), verify_owner=True, dead=dead)
             return
         delivery.acked = True
         delivery.published = bool(replies)
@@ -303,11 +303,20 @@ class Worker:
             await self._publish_until(delivery, answer, returned, verify_owner=False)
 
     async def _publish_until(
-        self, delivery: _Delivery, answer: Answer, replies: list[Reply], *, verify_owner: bool
+        self,
+        delivery: _Delivery,
+        answer: Answer,
+        replies: list[Reply],
+        *,
+        verify_owner: bool,
+        dead: DeadLetter | None = None,
     ) -> bool:
         """Publish ``replies`` on whatever connection is up until each is routed, or give up at the
         deadline: a flow never after the stale point; a failure (how a stale request is answered)
-        within a bounded window. After a broker failure the ledger must still name us the owner."""
+        within a bounded window. After a broker failure the ledger must still name us the owner,
+        and ``processing`` is dropped (the failed commit may have carried it). ``dead``, the copy
+        for ``<queue>.dead`` that was in the cut commit, goes with the first one that succeeds (its
+        redelivery finds the answer done and is only acked, so it would never be copied)."""
         key = delivery.key
         assert key is not None
         deadline = answer.stale_at
@@ -325,13 +334,15 @@ class Worker:
                     return False
                 verify_owner = False
             try:
-                unroutable = await epoch.bus.commit(pending)
+                unroutable = await epoch.bus.commit(pending, dead_letter=dead)
             except Exception as exc:
                 if not is_broker_failure(exc):
                     raise
                 epoch.broken.set()
                 verify_owner = True
+                pending = _final(pending)  # its outcome is unknown: processing may be out
                 continue
+            dead = None
             delivery.published = True
             if unroutable:  # the requester's queue is not (yet) there: not delivered, so safe to resend
                 await asyncio.sleep(UNROUTABLE_RETRY_S)

@@ -1,7 +1,7 @@
 """The single-host ledger: SQLite files in one directory, shared by every worker process on the host.
 
-Each call is one short statement on the calling thread: a request costs one claim and one 'done'
-insert (~30 us together on the reference machine). WAL lets the processes read while one writes;
+Each call is one short statement on the calling thread: a request costs one claim (~35 us on the
+reference machine). WAL lets the processes read while one writes;
 ``synchronous=OFF`` because the ledger must survive a killed *process*, which it does (the write is
 in the OS page cache when the call returns), not a power cut, which takes the workers down too.
 
@@ -14,6 +14,7 @@ files, and no statement ever has to visit old rows while a call waits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
@@ -68,6 +69,10 @@ class SqliteLedger:
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")
+            # No checkpoints: they copy the WAL into the database on the calling thread (measured
+            # 40-80 ms stalls every ~2,500 claims). A period's file is deleted whole two periods
+            # later, so its WAL only ever holds one period's claims.
+            db.execute("PRAGMA wal_autocheckpoint=0")
             for statement in _SCHEMA:
                 db.execute(statement)
             self._dbs[period] = db
@@ -166,7 +171,8 @@ class SqliteLedger:
         """Close and unlink every period older than the previous one; returns the files removed."""
         current = int((time.time() if now is None else now) // self.period_s)
         for period in [p for p in self._dbs if p < current - 1]:
-            self._dbs.pop(period).close()
+            # Closing the last connection checkpoints the WAL: do it off the event loop.
+            await asyncio.to_thread(self._dbs.pop(period).close)
         self._where = {k: p for k, p in self._where.items() if p >= current - 1}
         removed = 0
         for path in self.directory.glob("ledger-*.sqlite3*"):

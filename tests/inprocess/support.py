@@ -1,12 +1,16 @@
 """Fakes for driving the real :class:`~pivot_worker.worker.Worker` in-process.
 
-* :class:`FakeBroker` records every reply and dead letter, with the epoch that carried it;
+* :class:`FakeBroker` records every commit (applied or not) and what the applied ones carried:
+  replies, dead letters, acks and requeues, each with its epoch and commit;
 * :class:`FakeEpoch` has what the worker uses of :class:`~pivot_worker.link.Epoch` (``alive``,
-  ``broken``, ``bus``); its bus can be scripted per reply name to fail the next publish as the
-  broker does (connection gone, reply unroutable), to raise a bug, or to block;
+  ``broken``, ``bus``); its bus's ``commit`` is atomic (replies, dead letter and ack all applied,
+  or none) and can be scripted per event name to fail as the broker does (connection gone before
+  or after applying, a reply returned unroutable), to raise a bug, or to block. Acking or requeuing
+  a delivery tag twice, or on a channel that did not deliver it, is recorded as a violation (the
+  real broker closes the channel) and fails the test (``conftest.py``);
 * :class:`FakeLink` replaces ``worker.link``: ``wait_ready`` returns the live epoch or waits for
   :meth:`FakeLink.install` (a reconnect) until its deadline;
-* :class:`FakeMessage` / :class:`FakeChannel` record acks and requeues;
+* :class:`FakeMessage` looks its acks and requeues up on the broker;
 * :class:`FakePipeline` answers each ``handle`` with a scripted :class:`Decision`.
 """
 
@@ -16,13 +20,13 @@ import asyncio
 import contextlib
 import datetime
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiormq.abc import DeliveredMessage
-from aiormq.exceptions import ChannelInvalidStateError, PublishError
+from aiormq.exceptions import ChannelClosed, ChannelInvalidStateError, PublishError
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
@@ -52,6 +56,7 @@ class Published:
     routing_key: str
     event: str
     body: dict[str, Any]
+    commit: int  # index in FakeBroker.commits of the commit that carried it
 
 
 @dataclass
@@ -60,6 +65,20 @@ class DeadLetter:
     reason: Reason
     detail: str
     body: bytes
+    commit: int
+
+
+@dataclass
+class Commit:
+    """One ``Bus.commit`` call as the broker saw it, and whether it took effect."""
+
+    epoch: int
+    events: list[str]  # the replies' Event-Names, in order
+    dead_letter: Reason | None
+    ack: int | None
+    requeue: int | None
+    applied: bool = False
+    returned: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,7 +87,14 @@ class FakeBroker:
 
     published: list[Published] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    attempts: list[tuple[int, str]] = field(default_factory=list)  # (epoch, event) of every try
+    attempts: list[tuple[int, str]] = field(default_factory=list)  # (epoch, event) of every reply tried
+    commits: list[Commit] = field(default_factory=list)  # every commit tried, applied or not
+    acks: list[tuple[int, int]] = field(default_factory=list)  # (epoch, delivery tag) applied
+    requeues: list[tuple[int, int]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)  # what a real broker closes the channel for
+
+    def __post_init__(self) -> None:
+        BROKERS.append(self)
 
     def events(self) -> list[str]:
         return [p.event for p in self.published]
@@ -76,28 +102,36 @@ class FakeBroker:
     def on(self, epoch: int) -> list[str]:
         return [p.event for p in self.published if p.epoch == epoch]
 
+    def applied(self) -> list[Commit]:
+        return [c for c in self.commits if c.applied]
 
-Action = Callable[["FakeBus", Reply], Awaitable[None]]
+
+BROKERS: list[FakeBroker] = []  # every broker of the running test; the conftest checks their violations
 
 
-def broker_down(exc: BaseException | None = None, *, delivered: bool = False) -> Action:
-    """The connection dies during the publish: the channel is closed and ``exc`` raised.
+@dataclass
+class Action:
+    """What the broker does with the next commit carrying a scripted event."""
 
-    ``delivered=True``: the reply reached the broker but its confirm was lost (the worker cannot
-    tell the difference, which is why ``processing`` is at most once).
+    kind: str  # "down", "unroutable", "bug", "block"
+    exc: BaseException | None = None
+    applied: bool = False  # "down": the broker applied the commit, its commit-ok was lost
+    gate: asyncio.Event | None = None  # "block"
+    then: Action | None = None  # "block": what happens once the gate opens
+
+
+def broker_down(exc: BaseException | None = None, *, applied: bool = False) -> Action:
+    """The connection dies during the commit: the channel is closed and ``exc`` raised.
+
+    ``applied=True``: the broker applied the commit (replies routed, request acked) but the worker
+    never heard back; it cannot tell this from ``applied=False`` (nothing applied).
     """
-
-    async def act(bus: FakeBus, reply: Reply) -> None:
-        if delivered:
-            bus.record(reply)
-        bus.epoch.closed = True
-        raise exc if exc is not None else ChannelInvalidStateError("channel closed")
-
-    return act
+    return Action("down", exc or ChannelInvalidStateError("channel closed"), applied=applied)
 
 
 def returned(reply: Reply) -> PublishError:
-    """The error aiormq raises when the broker returns a mandatory reply (Basic.Return, NO_ROUTE)."""
+    """The error aiormq raises for a returned mandatory reply (Basic.Return, NO_ROUTE) on a confirm
+    channel: the worker must not mistake it for a broker failure."""
     frame = Basic.Return(
         reply_code=312, reply_text="NO_ROUTE", exchange=reply.exchange, routing_key=reply.routing_key
     )
@@ -111,71 +145,123 @@ def returned(reply: Reply) -> PublishError:
 
 
 def unroutable() -> Action:
-    """The broker returns the reply: no queue is bound for its routing key."""
-
-    async def act(bus: FakeBus, reply: Reply) -> None:
-        raise returned(reply)
-
-    return act
+    """The broker returns the reply (no queue bound for its routing key); the rest is applied."""
+    return Action("unroutable")
 
 
 def bug(exc: Exception | None = None) -> Action:
-    """A non-broker exception from the publishing code: a bug."""
-
-    async def act(bus: FakeBus, reply: Reply) -> None:
-        raise exc if exc is not None else ValueError("bug while publishing")
-
-    return act
+    """A non-broker exception from the publishing code, raised before anything is applied."""
+    return Action("bug", exc or ValueError("bug while publishing"))
 
 
 def block(gate: asyncio.Event, *, then: Action | None = None) -> Action:
-    """Hold the publish until ``gate`` is set, then publish (or run ``then``)."""
-
-    async def act(bus: FakeBus, reply: Reply) -> None:
-        bus.blocked.set()
-        await gate.wait()
-        if then is not None:
-            await then(bus, reply)
-        else:
-            bus.record(reply)
-
-    return act
+    """Hold the commit (frames written, ``tx.commit`` sent) until ``gate`` is set, then apply it
+    (or run ``then``). A commit whose connection closed meanwhile is never applied."""
+    return Action("block", gate=gate, then=then)
 
 
 class FakeBus:
-    """``publish_reply`` and ``dead_letter`` as the worker calls them on :class:`~pivot_worker.bus.Bus`."""
+    """``commit`` as the worker calls it on :class:`~pivot_worker.bus.Bus`: all or nothing.
+
+    Scripts are per event name: a commit's keys are its replies' Event-Names, then ``dead_letter``,
+    ``ack``, ``requeue`` for what it carries; the next scripted action of each key is used.
+    """
 
     def __init__(self, epoch: FakeEpoch) -> None:
         self.epoch = epoch
         self.scripts: dict[str, list[Action]] = {}
         self.blocked = asyncio.Event()
-        self.dead_letter_error: BaseException | None = None
 
     def script(self, event: str, *actions: Action) -> None:
-        """The next publishes of ``event`` run ``actions`` in turn; later ones succeed."""
+        """The next commits carrying ``event`` run ``actions`` in turn; later ones succeed."""
         self.scripts.setdefault(event, []).extend(actions)
 
-    def record(self, reply: Reply) -> None:
-        event = reply.body["Event-Name"]
-        self.epoch.broker.published.append(
-            Published(self.epoch.number, reply.exchange, reply.routing_key, event, reply.body)
-        )
+    async def commit(
+        self,
+        replies: Sequence[Reply],
+        *,
+        ack: int | None = None,
+        requeue: int | None = None,
+        dead_letter: Any = None,
+    ) -> list[Reply]:
+        # As TxBatcher: the frames are written, then a cancelled caller does not cancel the commit.
+        task = asyncio.ensure_future(self._commit(list(replies), ack, requeue, dead_letter))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(task)
 
-    async def publish_reply(self, reply: Reply) -> None:
-        event = reply.body["Event-Name"]
-        self.epoch.broker.attempts.append((self.epoch.number, event))
-        if self.epoch.closed:
-            raise ChannelInvalidStateError("channel closed")  # what aio-pika raises on a dead channel
-        pending = self.scripts.get(event)
-        if pending:
-            await pending.pop(0)(self, reply)
-            return
-        self.record(reply)
+    async def _commit(
+        self, replies: list[Reply], ack: int | None, requeue: int | None, dead: Any
+    ) -> list[Reply]:
+        epoch, broker = self.epoch, self.epoch.broker
+        events = [reply.body["Event-Name"] for reply in replies]
+        broker.attempts.extend((epoch.number, event) for event in events)
+        record = Commit(epoch.number, events, dead.reason if dead is not None else None, ack, requeue)
+        index = len(broker.commits)
+        broker.commits.append(record)
+        if epoch.closed:
+            raise ChannelInvalidStateError("channel closed")  # what aiormq raises on a dead channel
+        keys = [*events]
+        keys += ["dead_letter"] if dead is not None else []
+        keys += ["ack"] if ack is not None else []
+        keys += ["requeue"] if requeue is not None else []
+        actions: list[tuple[str, Action]] = []
+        for key in keys:
+            pending = self.scripts.get(key)
+            if pending:
+                actions.append((key, pending.pop(0)))
+        for position, (key, action) in enumerate(actions):
+            if action.kind == "block":
+                assert action.gate is not None
+                self.blocked.set()
+                await action.gate.wait()
+                if epoch.closed:  # the connection died before the commit: the broker discards it
+                    raise ChannelInvalidStateError("channel closed")
+                if action.then is not None:
+                    actions[position] = (key, action.then)
+        for _, action in actions:
+            if action.kind == "bug":
+                assert action.exc is not None
+                raise action.exc
+        down = next((action for _, action in actions if action.kind == "down"), None)
+        if down is None or down.applied:
+            self._settle_check(ack, requeue)
+            returned = {key for key, action in actions if action.kind == "unroutable"}
+            for reply, event in zip(replies, events, strict=True):
+                if event in returned:
+                    record.returned.append(event)
+                    continue
+                broker.published.append(
+                    Published(epoch.number, reply.exchange, reply.routing_key, event, reply.body, index)
+                )
+            if dead is not None:
+                broker.dead_letters.append(
+                    DeadLetter(epoch.number, dead.reason, dead.detail, dead.message.body, index)
+                )
+            if ack is not None:
+                epoch.settled.add(ack)
+                broker.acks.append((epoch.number, ack))
+            if requeue is not None:
+                epoch.settled.add(requeue)
+                broker.requeues.append((epoch.number, requeue))
+            record.applied = True
+        if down is not None:
+            epoch.closed = True
+            assert down.exc is not None
+            raise down.exc
+        return [reply for reply, event in zip(replies, events, strict=True) if event in record.returned]
 
-    async def dead_letter(self, message: Any, reason: Reason, detail: str) -> None:
-        if self.dead_letter_error is not None:
-            raise self.dead_letter_error
-        self.epoch.broker.dead_letters.append(DeadLetter(self.epoch.number, reason, detail, message.body))
+    def _settle_check(self, *tags: int | None) -> None:
+        """The real broker closes the channel (406, unknown delivery tag), discarding the transaction,
+        when a tag is acked or requeued twice or on a channel that did not deliver it."""
+        epoch = self.epoch
+        for tag in tags:
+            if tag is None:
+                continue
+            if tag in epoch.settled or tag not in epoch.delivered:
+                why = "settled twice" if tag in epoch.settled else "not delivered on this channel"
+                epoch.broker.violations.append(f"epoch {epoch.number}: delivery tag {tag} {why}")
+                epoch.closed = True
+                raise ChannelClosed(406, f"PRECONDITION_FAILED - unknown delivery tag {tag}")
 
 
 class FakeEpoch:
@@ -184,6 +270,8 @@ class FakeEpoch:
         self.broker = broker
         self.broken = asyncio.Event()
         self.closed = False  # the channel closed under us (Epoch checks ``channel.is_closed``)
+        self.delivered: set[int] = set()  # delivery tags this channel handed out
+        self.settled: set[int] = set()  # ... and those acked or requeued on it
         self.bus = FakeBus(self)
 
     @property
@@ -228,16 +316,9 @@ class FakeLink:
 # -- the delivered messages ---------------------------------------------------------------------
 
 
-@dataclass
-class FakeChannel:
-    acks: list[int] = field(default_factory=list)
-
-    async def basic_ack(self, delivery_tag: int, multiple: bool = False, wait: bool = True) -> None:
-        self.acks.append(delivery_tag)
-
-
 class FakeMessage:
-    """The parts of an aio-pika ``IncomingMessage`` the worker reads."""
+    """The parts of an aio-pika ``IncomingMessage`` the worker reads; acks and requeues are looked
+    up on the broker that delivered it (they only ever go through ``Bus.commit``)."""
 
     _tags = iter(range(1, 1_000_000))
 
@@ -248,28 +329,43 @@ class FakeMessage:
         timestamp: datetime.datetime | None = None,
         redelivered: bool = False,
         headers: dict[str, Any] | None = None,
-        channel: FakeChannel | None = None,
     ) -> None:
         self.body = body
         self.timestamp = timestamp
         self.redelivered = redelivered
         self.headers = headers or {}
         self.delivery_tag = next(self._tags)
-        self.channel = channel or FakeChannel()
-        self.nacks: list[bool] = []  # the requeue flag of every nack
+        self.broker: FakeBroker | None = None  # set when delivered
         self.exchange = "callmgr"
         self.routing_key = "pivot.req.sip.example.com"
         self.content_type = "application/json"
 
+    def delivered_on(self, epoch: FakeEpoch) -> None:
+        self.broker = epoch.broker
+        epoch.delivered.add(self.delivery_tag)
+
     @property
     def acked(self) -> int:
-        return self.channel.acks.count(self.delivery_tag)
+        """How many times the broker applied an ack of this delivery."""
+        if self.broker is None:
+            return 0
+        return sum(1 for _, tag in self.broker.acks if tag == self.delivery_tag)
 
-    async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
-        self.nacks.append(requeue)
+    @property
+    def nacks(self) -> list[bool]:
+        """The requeue flag of every applied nack (the worker only nacks to requeue)."""
+        if self.broker is None:
+            return []
+        return [True for _, tag in self.broker.requeues if tag == self.delivery_tag]
+
+    def ack_commit(self) -> Commit:
+        """The one applied commit that acked this delivery."""
+        assert self.broker is not None
+        (commit,) = [c for c in self.broker.applied() if c.ack == self.delivery_tag]
+        return commit
 
     def again(self, **changes: Any) -> FakeMessage:
-        """The broker's redelivery of this message (same body), on ``channel`` if given."""
+        """The broker's redelivery of this message (same body, a new delivery tag)."""
         fields: dict[str, Any] = {"timestamp": self.timestamp, "redelivered": True, "headers": self.headers}
         fields.update(changes)
         return FakeMessage(self.body, **fields)
@@ -346,9 +442,12 @@ class Rig:
         return self.link.epoch
 
     async def deliver(self, message: FakeMessage, epoch: FakeEpoch | None = None) -> None:
-        await self.worker._on_message(message, epoch or self.epoch)  # type: ignore[arg-type]
+        epoch = epoch or self.epoch
+        message.delivered_on(epoch)
+        await self.worker._on_message(message, epoch)  # type: ignore[arg-type]
 
     def spawn(self, message: FakeMessage, epoch: FakeEpoch | None = None) -> asyncio.Task[None]:
+        message.delivered_on(epoch or self.epoch)  # now, not when the task first runs
         return asyncio.create_task(self.deliver(message, epoch))
 
     def reconnect(self) -> FakeEpoch:

@@ -70,8 +70,10 @@ async def test_kazoo_json_answer_is_published_as_the_flow(dev: DevServer, rigs: 
     (seen,) = dev.seen_at("/flow")
     assert parse_qs(seen.query_string)["Call-ID"] == [CALL_ID]
     assert message.acked == 1
-    entry = await rig.ledger.lookup(request_key(message.body))
-    assert entry is not None and entry.done
+    assert message.ack_commit().events == [PROCESSING, CHANNEL_PIVOT]  # replies and ack: one commit
+    entry = await rig.ledger.lookup(request_key(message.body))  # claimed with the validated flow
+    assert entry is not None and entry.owner == rig.worker.owner and entry.answer is not None
+    assert entry.answer.flow is not None and orjson.loads(entry.answer.flow) == flow
     assert rig.worker.counts["success"] == 1
 
 
@@ -132,7 +134,8 @@ async def test_a_real_answer_survives_a_reconnect_and_its_redelivery_is_not_serv
     again = message.again()
     await asyncio.wait_for(rig.deliver(again), 5)
 
-    assert [(p.epoch, p.event) for p in rig.broker.published] == [(1, PROCESSING), (2, CHANNEL_PIVOT)]
+    # the cut commit took processing with it; CHANNEL_PIVOT alone on the next connection
+    assert [(p.epoch, p.event) for p in rig.broker.published] == [(2, CHANNEL_PIVOT)]
     assert len(dev.seen_at("/flow")) == 1
     assert (message.acked, again.acked) == (0, 1)
 
@@ -148,3 +151,5 @@ async def test_an_invalid_request_naming_a_call_is_failed_and_dead_lettered(rigs
     assert rig.broker.published[0].body["Failure-Reason"] == "invalid_request"
     assert [d.reason.value for d in rig.broker.dead_letters] == ["invalid_request"]
     assert message.acked == 1
+    assert message.ack_commit().events == [FAILED]  # failed, the copy and the ack: one commit
+    assert message.ack_commit().dead_letter is not None

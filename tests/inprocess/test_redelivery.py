@@ -19,7 +19,9 @@ from .support import (
     FakeBroker,
     FakeMessage,
     FakePipeline,
+    Rig,
     block,
+    broker_down,
     failure,
     hang,
     make_rig,
@@ -28,17 +30,34 @@ from .support import (
 )
 
 
+async def answer_on_the_next_connection(rig: Rig, message: FakeMessage, event: str) -> None:
+    """Deliver ``message`` with its commit cut (not applied) and reconnect: its final reply goes out
+    on epoch 2 and its ledger entry is done, while the broker still holds the request (unacked)."""
+    rig.epoch.bus.script(event, broker_down())
+    task = rig.spawn(message)
+    await asyncio.wait_for(rig.link.waiting.wait(), 2)
+    rig.reconnect()
+    await asyncio.wait_for(task, 2)
+    assert message.acked == 0
+    entry = await rig.ledger.lookup(request_key(message.body))
+    assert entry is not None and entry.done
+
+
 async def test_redelivery_of_an_answered_request_publishes_nothing_and_is_acked() -> None:
+    # With confirms, "answered" could mean replies out and the ack lost; in a transaction the ack
+    # goes with the replies, so a request comes back answered only after its commit was cut and
+    # its final reply went out on the next connection.
     pipeline = FakePipeline(success())
     rig = make_rig(pipeline)
     message = FakeMessage(request_body())
-    await rig.deliver(message)
-    assert rig.broker.events() == [PROCESSING, CHANNEL_PIVOT]
+    await answer_on_the_next_connection(rig, message, CHANNEL_PIVOT)
+    assert rig.broker.events() == [CHANNEL_PIVOT]
 
-    again = message.again()  # the ack was lost: the broker hands it out again
+    again = message.again()  # the broker hands it out again on the new connection
     await rig.deliver(again)
-    assert rig.broker.events() == [PROCESSING, CHANNEL_PIVOT]
+    assert rig.broker.events() == [CHANNEL_PIVOT]
     assert again.acked == 1
+    assert again.ack_commit().events == []
     assert len(pipeline.calls) == 1  # not served again
     assert rig.worker.counts["resumed"] == 1
 
@@ -46,25 +65,31 @@ async def test_redelivery_of_an_answered_request_publishes_nothing_and_is_acked(
 async def test_redelivery_of_an_answered_failure_publishes_nothing() -> None:
     rig = make_rig(FakePipeline(failure(Reason.TIMEOUT)))
     message = FakeMessage(request_body())
-    await rig.deliver(message)
+    await answer_on_the_next_connection(rig, message, FAILED)
     again = message.again()
     await rig.deliver(again)
     assert rig.broker.events() == [FAILED]
     assert again.acked == 1
 
 
-async def test_a_redelivery_whose_owner_died_before_channel_pivot_gets_only_channel_pivot() -> None:
+async def test_a_redelivery_whose_owner_died_during_its_commit_gets_only_channel_pivot() -> None:
+    # The owner is killed (SIGKILL) with its frames written but its commit not done: the broker
+    # drops them with the connection, so nothing went out; the request is claimed in the ledger.
     ledger, broker = MemoryLedger(), FakeBroker()
     lease_ms = 100
     first = make_rig(FakePipeline(success()), ledger=ledger, broker=broker, ledger_lease_ms=lease_ms)
-    first.epoch.bus.script(CHANNEL_PIVOT, block(asyncio.Event()))  # never confirmed
+    gate = asyncio.Event()
+    first.epoch.bus.script(CHANNEL_PIVOT, block(gate))  # the commit is in flight
     message = FakeMessage(request_body())
     dying = first.spawn(message)
     await asyncio.wait_for(first.epoch.bus.blocked.wait(), 1)
-    dying.cancel()  # the first worker dies after processing went out
+    first.epoch.closed = True  # the process dies: its connection closes before the commit
+    dying.cancel()
     with pytest.raises(asyncio.CancelledError):
         await dying
-    first.epoch.broken.set()  # and its connection with it
+    gate.set()  # too late: the broker never applies a commit of a closed channel
+    await asyncio.sleep(0)
+    assert broker.published == [] and broker.requeues == []
 
     second_pipeline = FakePipeline(success())
     second = make_rig(second_pipeline, ledger=ledger, broker=broker, ledger_lease_ms=lease_ms)
@@ -74,40 +99,47 @@ async def test_a_redelivery_whose_owner_died_before_channel_pivot_gets_only_chan
     await asyncio.wait_for(second.deliver(again), 2)
 
     assert time.monotonic() - started >= 0.05  # it let the dead owner's lease run out first
-    assert [(p.epoch, p.event) for p in broker.published] == [(1, PROCESSING), (2, CHANNEL_PIVOT)]
+    # the stored answer, final reply only (never processing once an answer was claimed), and the ack
+    assert [(p.epoch, p.event) for p in broker.published] == [(2, CHANNEL_PIVOT)]
+    assert again.ack_commit().events == [CHANNEL_PIVOT]
     assert second_pipeline.calls == []  # the stored answer was published, not a new one
-    assert again.acked == 1
+    assert again.acked == 1 and message.acked == 0
     entry = await ledger.lookup(request_key(message.body))
-    assert entry is not None and entry.done and entry.owner == second.worker.owner
+    assert entry is not None and entry.owner == second.worker.owner
 
 
 async def test_a_redelivery_while_the_owner_is_still_at_work_waits_and_publishes_nothing() -> None:
+    # The broker redelivers only after the owner's connection died; the owner, still alive, waits
+    # for the next connection to republish its final reply. Another worker given the redelivery
+    # meanwhile must leave it to the owner while its lease holds.
     ledger, broker = MemoryLedger(), FakeBroker()
-    lease_ms = 200
+    lease_ms = 300
     owner = make_rig(FakePipeline(success()), ledger=ledger, broker=broker, ledger_lease_ms=lease_ms)
-    gate = asyncio.Event()
-    owner.epoch.bus.script(CHANNEL_PIVOT, block(gate))
+    owner.epoch.bus.script(CHANNEL_PIVOT, broker_down())
     message = FakeMessage(request_body())
     working = owner.spawn(message)
-    await asyncio.wait_for(owner.epoch.bus.blocked.wait(), 1)
+    await asyncio.wait_for(owner.link.waiting.wait(), 1)
 
     other = make_rig(FakePipeline(success()), ledger=ledger, broker=broker, ledger_lease_ms=lease_ms)
+    other.link.epoch.number = 3  # type: ignore[union-attr]
     again = message.again()
     waiting = other.spawn(again)
     await asyncio.sleep(0.05)
     assert not waiting.done()  # the lease is valid: it waits for the owner
-    gate.set()  # the owner finishes within its lease
+    owner.reconnect()  # the owner's broker is back within its lease
     await asyncio.wait_for(working, 1)
     await asyncio.wait_for(waiting, 1)
 
-    assert broker.events() == [PROCESSING, CHANNEL_PIVOT]
-    assert other.broker.attempts == [(1, PROCESSING), (1, CHANNEL_PIVOT)]  # the other never tried
-    assert message.acked == 1 and again.acked == 1
+    assert [(p.epoch, p.event) for p in broker.published] == [(2, CHANNEL_PIVOT)]
+    assert [e for e, _ in broker.attempts if e == 3] == []  # the other never tried a reply
+    assert message.acked == 0 and again.acked == 1
+    assert again.ack_commit().events == []
 
 
 async def test_a_duplicate_answered_elsewhere_while_it_was_served_publishes_nothing_and_acks_once() -> None:
-    # Worker 2 got the broker's redelivery before worker 1 had claimed the answer, so its lookup
-    # found nothing and it served the request too; its claim then finds worker 1's.
+    # Worker 2 got the broker's redelivery (worker 1's connection had died) before worker 1 had
+    # claimed the answer, so its lookup found nothing and it served the request too; its claim then
+    # finds worker 1's, which worker 1 finished on its next connection.
     ledger, broker = MemoryLedger(), FakeBroker()
     release = asyncio.Event()
 
@@ -117,17 +149,23 @@ async def test_a_duplicate_answered_elsewhere_while_it_was_served_publishes_noth
 
     one = make_rig(FakePipeline(success()), ledger=ledger, broker=broker)
     two = make_rig(FakePipeline(slow), ledger=ledger, broker=broker)
+    two.link.epoch.number = 3  # type: ignore[union-attr]
     message = FakeMessage(request_body())
     duplicate = message.again()
     served = two.spawn(duplicate)
     await asyncio.wait_for(two.worker.pipeline.entered.wait(), 1)  # type: ignore[attr-defined]
-    await one.deliver(message)
+    one.epoch.bus.script(CHANNEL_PIVOT, broker_down())
+    answering = one.spawn(message)
+    await asyncio.wait_for(one.link.waiting.wait(), 1)
+    one.reconnect()
+    await asyncio.wait_for(answering, 1)
     release.set()
     await asyncio.wait_for(served, 1)
 
-    assert broker.events() == [PROCESSING, CHANNEL_PIVOT]
-    assert message.channel.acks == [message.delivery_tag]
-    assert duplicate.channel.acks == [duplicate.delivery_tag]  # exactly once
+    assert [(p.epoch, p.event) for p in broker.published] == [(2, CHANNEL_PIVOT)]
+    assert message.acked == 0  # delivered on the dead connection
+    assert duplicate.acked == 1  # exactly once (a second would be a violation)
+    assert duplicate.ack_commit().events == []
 
 
 # -- poison -------------------------------------------------------------------------------------
@@ -155,13 +193,34 @@ async def test_a_request_redelivered_past_max_deliveries_is_refused_without_bein
     assert rig.broker.events() == [FAILED]
     assert rig.broker.published[0].body["Failure-Reason"] == "redelivery_limit"
     assert poison.acked == 1
+    # failed, the copy and the ack in one commit: no "ack lost" can bring it back answered
+    commit = poison.ack_commit()
+    assert (commit.events, commit.dead_letter) == ([FAILED], Reason.REDELIVERY_LIMIT)
 
-    # once more (its ack was lost): answered already, so neither published nor dead-lettered again
-    last = message.again()
+
+async def test_a_refused_poison_whose_commit_was_cut_is_answered_and_copied_once() -> None:
+    # The transactional counterpart of "once more (its ack was lost)": the refusal's commit is cut,
+    # so failed and the copy go on the next connection, and the redelivery that follows is only acked.
+    max_deliveries = 1
+    pipeline = FakePipeline(success())
+    rig = make_rig(pipeline, max_deliveries=max_deliveries)
+    message = FakeMessage(request_body())
+    await rig.ledger.count_delivery(request_key(message.body), time.time() + 60)  # delivered once before
+    poison = message.again()
+    rig.epoch.bus.script(FAILED, broker_down())
+    task = rig.spawn(poison)
+    await asyncio.wait_for(rig.link.waiting.wait(), 1)
+    rig.reconnect()
+    await asyncio.wait_for(task, 1)
+    assert [(p.epoch, p.event) for p in rig.broker.published] == [(2, FAILED)]
+    assert [(d.epoch, d.reason) for d in rig.broker.dead_letters] == [(2, Reason.REDELIVERY_LIMIT)]
+
+    last = poison.again()
     await asyncio.wait_for(rig.deliver(last), 1)
     assert rig.broker.events() == [FAILED]
     assert len(rig.broker.dead_letters) == 1
-    assert last.acked == 1
+    assert last.acked == 1 and poison.acked == 0
+    assert pipeline.calls == []
 
 
 @pytest.mark.parametrize(("previous", "refused"), [(2, False), (3, True), (7, True)])

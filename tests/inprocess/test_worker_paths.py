@@ -1,4 +1,7 @@
-"""One delivery through the real Worker: what goes on the bus, what is acked, dead-lettered, requeued."""
+"""One delivery through the real Worker: what goes on the bus, what is acked, dead-lettered, requeued.
+
+Replies, dead letter and ack of one request are committed together (one AMQP transaction), so each
+test also checks which commit carried what."""
 
 from __future__ import annotations
 
@@ -40,12 +43,15 @@ from .support import (
 )
 
 
-async def test_success_publishes_processing_then_channel_pivot_then_acks_once() -> None:
+async def test_success_commits_processing_then_channel_pivot_with_one_ack() -> None:
     rig = make_rig(FakePipeline(success()))
     message = FakeMessage(request_body())
     await rig.deliver(message)
 
     assert rig.broker.events() == [PROCESSING, CHANNEL_PIVOT]
+    (commit,) = rig.broker.commits  # one commit: both replies and the ack, all or nothing
+    assert commit == message.ack_commit()
+    assert (commit.events, commit.dead_letter, commit.requeue) == ([PROCESSING, CHANNEL_PIVOT], None, None)
     processing, pivot = rig.broker.published
     assert (processing.exchange, processing.routing_key) == ("targeted", "callflow_route_1")
     assert pivot.exchange == "callevt"
@@ -54,8 +60,13 @@ async def test_success_publishes_processing_then_channel_pivot_then_acks_once() 
     assert message.acked == 1
     assert message.nacks == []
     assert rig.broker.dead_letters == []
+    # claimed with its answer before the commit, so a worker that finds the request again (its
+    # commit cut by a broker failure) publishes the same flow, never a new one. The ledger is
+    # settled ("done") only after such a cut commit: this one acked the request, which never returns.
     entry = await rig.ledger.lookup(request_key(message.body))
-    assert entry is not None and entry.done
+    assert entry is not None and entry.owner == rig.worker.owner
+    assert entry.answer is not None and entry.answer.flow is not None
+    assert orjson.loads(entry.answer.flow) == FLOW
     assert rig.worker.counts["success"] == 1
 
 
@@ -68,6 +79,8 @@ async def test_failed_decision_publishes_one_failed_and_acks() -> None:
     assert rig.broker.published[0].body["Failure-Reason"] == "timeout"
     assert rig.broker.published[0].routing_key == "callflow_route_1"
     assert message.acked == 1
+    assert message.ack_commit().events == [FAILED]  # the reply and the ack: one commit
+    assert len(rig.broker.commits) == 1
     assert rig.broker.dead_letters == []
 
 
@@ -79,6 +92,12 @@ async def test_dead_letter_decision_without_identity_is_dead_lettered_acked_and_
     assert rig.broker.published == []
     assert [(d.reason, d.body) for d in rig.broker.dead_letters] == [(Reason.INVALID_REQUEST, b"{not json")]
     assert message.acked == 1
+    (commit,) = rig.broker.commits  # the copy and the ack: one commit
+    assert (commit.events, commit.dead_letter, commit.ack) == (
+        [],
+        Reason.INVALID_REQUEST,
+        message.delivery_tag,
+    )
     assert rig.worker.counts["dead_lettered"] == 1
 
 
@@ -96,6 +115,9 @@ async def test_a_bug_in_the_pipeline_answers_internal_error_dead_letters_and_nev
     assert "ValueError: boom" in dead.detail
     assert message.acked == 1
     assert message.nacks == []
+    commit = message.ack_commit()  # failed, the copy and the ack: one commit
+    assert (commit.events, commit.dead_letter) == ([FAILED], Reason.INTERNAL_ERROR)
+    assert rig.broker.published[0].commit == dead.commit == rig.broker.commits.index(commit)
 
     # the worker is not wedged: the next request is served normally
     following = FakeMessage(request_body("c2@10.0.0.5"))
@@ -113,19 +135,26 @@ async def test_a_bug_on_a_request_that_names_no_call_is_only_dead_lettered() -> 
     assert rig.broker.published == []
     assert [d.reason for d in rig.broker.dead_letters] == [Reason.INTERNAL_ERROR]
     assert message.acked == 1
+    assert message.ack_commit().dead_letter is Reason.INTERNAL_ERROR
 
 
-async def test_a_bug_publishing_after_processing_dead_letters_and_acks_with_no_second_processing() -> None:
+async def test_a_bug_committing_the_flow_answers_internal_error_in_one_commit_and_never_processing() -> None:
+    # With confirms, processing could be out before a bug hit CHANNEL_PIVOT. In one transaction the
+    # bug leaves nothing out: the request is answered failed, copied and acked, together, once.
     rig = make_rig(FakePipeline(success()))
     rig.epoch.bus.script(CHANNEL_PIVOT, bug())
     message = FakeMessage(request_body())
     await rig.deliver(message)
 
-    assert rig.broker.events() == [PROCESSING]  # no second processing, no failed after processing
+    assert rig.broker.events() == [FAILED]  # no processing: it was in the commit that never happened
+    assert rig.broker.published[0].body["Failure-Reason"] == "internal_error"
     assert [d.reason for d in rig.broker.dead_letters] == [Reason.INTERNAL_ERROR]
     assert message.acked == 1
     assert message.nacks == []
-    assert rig.broker.attempts == [(1, PROCESSING), (1, CHANNEL_PIVOT)]  # tried once: no loop
+    assert message.ack_commit().events == [FAILED]
+    # tried once, then answered once: no loop
+    assert rig.broker.attempts == [(1, PROCESSING), (1, CHANNEL_PIVOT), (1, FAILED)]
+    assert [c.applied for c in rig.broker.commits] == [False, True]
 
 
 async def test_a_persistent_bug_on_the_first_publish_still_dead_letters_and_acks() -> None:
@@ -142,11 +171,17 @@ async def test_a_persistent_bug_on_the_first_publish_still_dead_letters_and_acks
     assert [d.reason for d in rig.broker.dead_letters] == [Reason.INTERNAL_ERROR]
     assert message.acked == 1
     assert message.nacks == []
+    (commit,) = rig.broker.applied()  # the copy and the ack, together
+    assert (commit.events, commit.dead_letter, commit.ack) == (
+        [],
+        Reason.INTERNAL_ERROR,
+        message.delivery_tag,
+    )
 
 
 async def test_a_one_off_bug_on_the_first_publish_gives_one_final_reply_and_one_ack() -> None:
-    # The request is already claimed with its flow: the internal-error path finds that claim and
-    # finishes it (CHANNEL_PIVOT, never processing again) instead of answering a second time.
+    # The request is already claimed (this delivery holds the claim): the internal-error path
+    # answers it once (failed, never processing) with the copy and the ack in one commit.
     rig = make_rig(FakePipeline(success()), ledger_lease_ms=50)
     rig.epoch.bus.script(PROCESSING, bug())
     message = FakeMessage(request_body())
@@ -156,7 +191,8 @@ async def test_a_one_off_bug_on_the_first_publish_gives_one_final_reply_and_one_
     assert len(finals) == 1
     assert PROCESSING not in rig.broker.events()
     assert [d.reason for d in rig.broker.dead_letters] == [Reason.INTERNAL_ERROR]
-    assert message.channel.acks == [message.delivery_tag]  # one ack: a second closes the channel
+    assert message.acked == 1  # one ack: a second closes the channel (the conftest fails on it)
+    assert message.ack_commit().events == finals
 
 
 async def test_unroutable_reply_is_retried_on_the_same_epoch_until_routed(
@@ -172,6 +208,13 @@ async def test_unroutable_reply_is_retried_on_the_same_epoch_until_routed(
     assert [(p.epoch, p.event) for p in rig.broker.published] == [(1, PROCESSING), (1, CHANNEL_PIVOT)]
     assert rig.epoch.alive  # an unroutable reply is not a broker failure
     assert message.acked == 1
+    first, *retries = rig.broker.commits
+    assert (first.events, first.returned, first.ack) == (
+        [PROCESSING, CHANNEL_PIVOT],
+        [CHANNEL_PIVOT],
+        message.delivery_tag,
+    )
+    assert [(c.events, c.ack) for c in retries] == [([CHANNEL_PIVOT], None)] * 3  # alone, never acked again
 
 
 async def test_a_flow_unroutable_until_its_stale_point_is_dropped_and_the_input_acked(
@@ -188,6 +231,7 @@ async def test_a_flow_unroutable_until_its_stale_point_is_dropped_and_the_input_
     assert len(rig.broker.attempts) > 3
     assert stale_count(rig.worker) == 1
     assert message.acked == 1
+    assert message.ack_commit() is rig.broker.commits[0]  # acked with the first commit, once
 
 
 # -- shutdown -----------------------------------------------------------------------------------
