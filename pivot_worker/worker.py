@@ -246,19 +246,33 @@ class Worker:
         await self._ack(delivery)
 
     async def _answer(self, delivery: _Delivery, answer: Answer | None, dead: DeadLetter | None) -> None:
-        """Claim the request in the ledger, then commit its replies, dead letter and ack together."""
+        """Commit the replies, the dead letter and the ack together.
+
+        A first delivery commits without touching the ledger: if this worker dies before the
+        commit, nothing went out and the redelivery is served afresh. A redelivered request is
+        claimed first, because the worker that had it may still be alive and about to publish it
+        on a new connection (it claims too before it does, so exactly one of them goes on).
+        """
         if answer is None:
             await self._commit(delivery, None, [], dead)
             return
-        if not delivery.claimed:
-            key = delivery.key = delivery.key or request_key(delivery.message.body)
-            lease = time.time() + self._lease_s
-            claimed = await self.ledger.claim(key, self.owner, answer, lease, answer.stale_at + LEDGER_KEEP_S)
-            if claimed is not None:  # the same request is being answered elsewhere
-                await self._resume(delivery, claimed)
-                return
-            delivery.claimed = True
+        if delivery.message.redelivered and not await self._claim(delivery, answer):
+            return
         await self._commit(delivery, answer, replies_for(answer, self.settings.node), dead)
+
+    async def _claim(self, delivery: _Delivery, answer: Answer) -> bool:
+        """Make this worker the owner of the request's answer; ``False`` (and the request is
+        finished by :meth:`_resume`) when another worker claimed it first."""
+        if delivery.claimed:
+            return True
+        key = delivery.key = delivery.key or request_key(delivery.message.body)
+        lease = time.time() + self._lease_s
+        claimed = await self.ledger.claim(key, self.owner, answer, lease, answer.stale_at + LEDGER_KEEP_S)
+        if claimed is not None:
+            await self._resume(delivery, claimed)
+            return False
+        delivery.claimed = True
+        return True
 
     async def _commit(
         self,
@@ -269,15 +283,15 @@ class Worker:
     ) -> None:
         """Commit ``replies`` with the ack on the connection that delivered the request.
 
-        If that connection is gone (or goes during the commit), the outcome is unknown: the final
-        reply is published again on the next connection (:meth:`_publish_until`); replies the broker
-        could not route are published again until they are routed (the ack is already in).
+        If that connection is gone (or goes during the commit), the request is claimed in the ledger
+        and its replies published on the next connection (:meth:`_keep`); replies the broker could
+        not route are published again until they are routed (the ack is already in).
         """
         started = time.perf_counter()
         tag = delivery.message.delivery_tag
         if not delivery.epoch.alive:  # gone before anything was written: all of it is still to send
             if answer is not None and replies:
-                await self._publish_until(delivery, answer, replies, verify_owner=True, dead=dead)
+                await self._keep(delivery, answer, replies, dead)
             return
         try:
             ack = None if delivery.acked else tag  # a tag acked twice makes the broker close the channel
@@ -294,13 +308,26 @@ class Worker:
                     type(exc).__name__,
                     exc,
                 )
-                await self._publish_until(delivery, answer, _final(replies), verify_owner=True, dead=dead)
+                await self._keep(delivery, answer, _final(replies), dead)
             return
         delivery.acked = True
         delivery.published = bool(replies)
         self.metrics.publish_latency.observe(time.perf_counter() - started)
+        returned = _worth_resending(returned)
         if returned and answer is not None:
             await self._publish_until(delivery, answer, returned, verify_owner=False)
+
+    async def _keep(
+        self, delivery: _Delivery, answer: Answer, replies: list[Reply], dead: DeadLetter | None
+    ) -> None:
+        """The connection failed around the commit: claim the request (unless this worker already
+        owns it), then publish on the next connection. If another worker claimed it first (its
+        redelivery got there before us), that worker answers it."""
+        if not await self._claim(delivery, answer):
+            return
+        # verified again once connected: while we waited, our lease may have run out and the
+        # request's redelivery been taken over by another worker
+        await self._publish_until(delivery, answer, replies, verify_owner=True, dead=dead)
 
     async def _publish_until(
         self,
@@ -317,8 +344,7 @@ class Worker:
         and ``processing`` is dropped (the failed commit may have carried it). ``dead``, the copy
         for ``<queue>.dead`` that was in the cut commit, goes with the first one that succeeds (its
         redelivery finds the answer done and is only acked, so it would never be copied)."""
-        key = delivery.key
-        assert key is not None
+        key = delivery.key = delivery.key or request_key(delivery.message.body)
         deadline = answer.stale_at
         if answer.reason is not None:
             deadline = max(deadline, time.time()) + FAILED_REPLY_WINDOW_S
@@ -346,8 +372,9 @@ class Worker:
             delivery.published = True
             if unroutable:  # the requester's queue is not (yet) there: not delivered, so safe to resend
                 await asyncio.sleep(UNROUTABLE_RETRY_S)
-            pending = unroutable
-        await self.ledger.finish(key)
+            pending = _worth_resending(unroutable)
+        if delivery.claimed:  # a redelivery may look it up: it must find it done
+            await self.ledger.finish(key)
         return True
 
     def _give_up_stale(self, answer: Answer, reply: Reply) -> None:
@@ -468,6 +495,12 @@ class _Delivery:
         self.claimed = False
         self.acked = False
         self.ack_written = False  # a commit carrying the ack was started (it may still be in flight)
+
+
+def _worth_resending(returned: list[Reply]) -> list[Reply]:
+    """Of the replies the broker returned, those to publish again: none once the final reply got
+    through (a ``processing`` after ``CHANNEL_PIVOT`` tells ``cf_exe`` nothing), else all of them."""
+    return returned if any(not reply.at_most_once for reply in returned) else []
 
 
 def _final(replies: list[Reply]) -> list[Reply]:

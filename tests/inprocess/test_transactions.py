@@ -78,10 +78,9 @@ async def test_a_requests_replies_dead_letter_and_ack_are_one_commit(
 async def test_a_killed_worker_published_nothing_and_the_redelivery_answers_once(killed: str) -> None:
     """SIGKILL: the process and its connection vanish; whatever it wrote was never committed.
 
-    Killed while serving (before it claimed an answer), the redelivery is served afresh:
-    ``processing`` then ``CHANNEL_PIVOT``, once. Killed during its commit (after its claim), the
-    redelivery waits out the lease and commits the stored answer's ``CHANNEL_PIVOT`` with the ack;
-    it skips ``processing`` (at most once, and ``cf_exe`` runs the flow without it).
+    Killed while serving or during its commit, the first delivery never claimed anything (a
+    clean first delivery needs no claim: its ack is in its commit), so the redelivery is served
+    afresh, at once: ``processing`` then ``CHANNEL_PIVOT``, once.
     """
     ledger, broker = MemoryLedger(), FakeBroker()
     lease_ms = 100
@@ -110,12 +109,8 @@ async def test_a_killed_worker_published_nothing_and_the_redelivery_answers_once
     again = message.again()
     await asyncio.wait_for(second.deliver(again), 2)
 
-    if killed == "serving":
-        assert [(p.epoch, p.event) for p in broker.published] == [(2, PROCESSING), (2, CHANNEL_PIVOT)]
-        assert len(second_pipeline.calls) == 1
-    else:
-        assert [(p.epoch, p.event) for p in broker.published] == [(2, CHANNEL_PIVOT)]
-        assert second_pipeline.calls == []  # the stored answer, not a new one
+    assert [(p.epoch, p.event) for p in broker.published] == [(2, PROCESSING), (2, CHANNEL_PIVOT)]
+    assert len(second_pipeline.calls) == 1
     assert again.acked == 1
     assert again.ack_commit().events == broker.events()  # its replies and its ack: one commit
     pivot = broker.published[-1]
@@ -186,8 +181,8 @@ async def test_returned_replies_are_committed_again_alone_without_a_second_ack(
     assert [c.returned for c in retries] == [[event], []]
     assert rig.broker.events().count(event) == 1
     assert message.acked == 1
-    entry = await rig.ledger.lookup(request_key(message.body))
-    assert entry is not None and entry.done
+    # acked with the first commit, so the request never comes back: nothing to settle in the ledger
+    assert await rig.ledger.lookup(request_key(message.body)) is None
 
 
 async def test_a_request_cancelled_while_its_commit_is_in_flight_is_not_requeued() -> None:
@@ -264,3 +259,34 @@ async def test_many_requests_each_commit_their_own_replies_with_their_own_ack() 
             (CHANNEL_PIVOT, call_id),
         ]
     assert len(rig.broker.published) == 40
+
+
+async def test_a_returned_processing_is_not_resent_once_its_flow_got_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The requester's queue was missing but the call's events were routed: ``CHANNEL_PIVOT`` got
+    through, and a ``processing`` after it would tell ``cf_exe`` nothing, so nothing is resent."""
+    monkeypatch.setattr("pivot_worker.worker.UNROUTABLE_RETRY_S", 0.01)
+    rig = make_rig(FakePipeline(success()))
+    rig.epoch.bus.script(PROCESSING, unroutable())
+    message = FakeMessage(request_body())
+    await asyncio.wait_for(rig.deliver(message), 2)
+
+    (only,) = rig.broker.commits
+    assert only.returned == [PROCESSING] and only.ack == message.delivery_tag
+    assert rig.broker.events() == [CHANNEL_PIVOT]
+    assert message.acked == 1
+
+
+async def test_both_replies_returned_are_resent_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pivot_worker.worker.UNROUTABLE_RETRY_S", 0.01)
+    rig = make_rig(FakePipeline(success()))
+    rig.epoch.bus.script(PROCESSING, unroutable())
+    rig.epoch.bus.script(CHANNEL_PIVOT, unroutable())
+    message = FakeMessage(request_body())
+    await asyncio.wait_for(rig.deliver(message), 2)
+
+    first, retry = rig.broker.commits
+    assert first.returned == [PROCESSING, CHANNEL_PIVOT]
+    assert (retry.events, retry.ack, retry.returned) == ([PROCESSING, CHANNEL_PIVOT], None, [])
+    assert rig.broker.events() == [PROCESSING, CHANNEL_PIVOT]
