@@ -2,9 +2,11 @@
 
 A worker killed before committing published nothing (replies and the ack commit together), so its
 redelivered request can simply be served again. What the transaction cannot settle is a commit whose
-connection died on the way: the broker may or may not have applied it. So, before committing, the
-worker *claims* the request in a small shared record keyed by a hash of the message body (identical
-on every redelivery), storing the answer and a short lease:
+connection died on the way: the broker may or may not have applied it, and may be redelivering the
+request to another worker. So that worker and this one both *claim* the request, atomically, in a
+small shared record keyed by a hash of the message body (identical on every redelivery), storing
+the answer and a short lease, before publishing anything for it (a first delivery whose commit goes
+through never needs to):
 
 1. after reconnecting, the worker publishes the final reply again (never ``processing``: ``cf_exe``
    runs a ``CHANNEL_PIVOT`` whether or not ``cf_pivot`` saw ``processing``) if it is still the owner,
