@@ -67,6 +67,7 @@ def _print_findings(findings: list[Finding], out: TextIO, label: str) -> None:
 def translate_document(body: bytes, fmt: str, url: str) -> tuple[dict[str, Any], list[Finding]]:
     """Translate or validate ``body``; raises ``TranslationError``/``PivotError`` as the worker would."""
     if fmt == "kazoo":
+        from .callflow.pivots import check_pivot_urls
         from .callflow.validate import validate_flow
         from .errors import Reason
 
@@ -78,7 +79,9 @@ def translate_document(body: bytes, fmt: str, url: str) -> tuple[dict[str, Any],
                 reason=Reason.PARSE_ERROR,
                 findings=[Finding("json", str(exc))],
             ) from exc
-        return validate_flow(document), []
+        flow = validate_flow(document)
+        check_pivot_urls(flow, _static_check)  # as the worker refuses them, before any request
+        return flow, []
 
     from .twiml import TwimlContext, translate_twiml
 

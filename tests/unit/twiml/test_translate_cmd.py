@@ -96,3 +96,14 @@ def test_missing_file() -> None:
 )
 def test_sniff(body: bytes, fmt: str) -> None:
     assert sniff(body) == fmt
+
+
+def test_kazoo_json_nested_pivot_to_a_blocked_address_is_refused() -> None:
+    flow = (
+        b'{"module": "tts", "data": {"text": "Hi"}, "children": {"_": '
+        b'{"module": "pivot", "data": {"voice_url": "http://169.254.169.254/latest"}}}}'
+    )
+    code, out = _run(["-", "--format", "kazoo"], flow)
+    assert code == 1
+    assert "/children/_/data/voice_url" in out
+    assert "blocked_address" in out
