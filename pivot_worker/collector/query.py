@@ -144,23 +144,27 @@ def reject_repeats(params: MultiMapping[str], names: tuple[str, ...]) -> None:
             raise BadParameter(name, "repeated", "must be given at most once", values)
 
 
+def _page_size(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    try:
+        page_size = int(raw.strip())
+    except ValueError:
+        raise BadParameter("page_size", "type", "invalid page size", raw) from None
+    if page_size < 1:
+        raise BadParameter("page_size", "minimum", "page size must be at least 1", raw)
+    if page_size > MAX_PAGE_SIZE:
+        raise BadParameter("page_size", "maximum", f"page size must be at most {MAX_PAGE_SIZE}", raw)
+    return page_size
+
+
 def list_query(params: MultiMapping[str], *, now: float | None = None) -> ListQuery:
     reject_repeats(params, LIST_PARAMETERS)
     rng = time_range(params, now=now)
     paginate = _boolean(params, "paginate", True)
-    page_size: int | None = None
-    if paginate:
-        raw = params.get("page_size")
-        page_size = DEFAULT_PAGE_SIZE
-        if raw is not None:
-            try:
-                page_size = int(raw.strip())
-            except ValueError:
-                raise BadParameter("page_size", "type", "invalid page size", raw) from None
-            if page_size < 1:
-                raise BadParameter("page_size", "minimum", "page size must be at least 1", raw)
-            if page_size > MAX_PAGE_SIZE:
-                raise BadParameter("page_size", "maximum", f"page size must be at most {MAX_PAGE_SIZE}", raw)
+    page_size: int | None = _page_size(params.get("page_size"))  # checked even when unused
+    if not paginate:
+        page_size = None
     start_key = params.get("start_key")
     start = decode_start_key(start_key) if start_key is not None else None
     ascending = _boolean(params, "ascending", False)

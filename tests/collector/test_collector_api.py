@@ -203,6 +203,7 @@ async def test_failed_filter_and_error_flags(api: str, store: Store, http: aioht
         ({"page_size": 0}, "page_size", "minimum"),
         ({"page_size": "ten"}, "page_size", "type"),
         ({"page_size": 5000}, "page_size", "maximum"),
+        ({"page_size": 5000, "paginate": "false"}, "page_size", "maximum"),  # found by fuzzing
         ({"created_from": "yesterday"}, "created_from", "type"),
         ({"created_to": -5}, "created_to", "minimum"),
         ({"created_from": 63_900_000_000, "created_to": 63_800_000_000}, "created_from", "date_range"),
