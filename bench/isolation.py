@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import secrets
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -49,7 +47,8 @@ import orjson
 import uvloop
 
 from bench.broker import BrokerControl
-from bench.pipeline import LOOPBACK_HOSTS, DriverClient, _clean_env, _git_revision
+from bench.harness import DriverClient, cancel_on_signals, clean_env, start_load_driver, stop_run
+from bench.pipeline import LOOPBACK_HOSTS, _git_revision
 from bench.procs import Child, Children
 from bench.procstat import Snapshot, find_broker_pid, rss_mib, socket_count
 from bench.report import FOREIGN_LOAD_CORES
@@ -264,29 +263,10 @@ class Isolation:
             if not line.startswith(b"READY "):
                 raise RuntimeError(f"developer server {name} did not start:\n{child.log_tail()}")
             self.servers[name] = line.split()[1].decode()
-        driver = await self.children.spawn(
-            "loadgen",
-            [sys.executable, str(BENCH_DIR / "loadgen.py"), self.args.amqp_url],
-            stdin_pipe=True,
-            stdout_pipe=True,
-        )
-        self.driver = DriverClient(driver)
-        ready = await self.driver.read(30)
-        if ready.get("event") != "ready":
-            raise RuntimeError(f"load driver did not start: {ready}")
+        self.driver = await start_load_driver(self.children, self.args.amqp_url)
 
     async def close(self) -> None:
-        driver = self.driver
-        if driver is not None and driver.child.alive() and driver.child.process.stdin is not None:
-            with contextlib.suppress(Exception):
-                driver.child.process.stdin.write(b'{"cmd": "quit"}\n')
-        await self.children.stop_all()
-        with contextlib.suppress(Exception):
-            await self.control.delete(*self.queues, f"{self.debug_exchange}.debug")
-        with contextlib.suppress(Exception):
-            await self.control.delete_exchange(self.debug_exchange)
-        with contextlib.suppress(Exception):
-            await self.control.close()
+        await stop_run(self.driver, self.children, self.control, self.queues, self.debug_exchange)
 
     async def worker(self, name: str, **settings: str) -> tuple[Child, str]:
         """``pivot-worker run`` as users start it, on a queue of its own; ``settings`` add to the
@@ -294,7 +274,7 @@ class Isolation:
         queue = f"pivot-iso-{self.run_id}-{name}"
         self.queues += [queue, f"{queue}.dead"]
         logs = self.children.log_dir.resolve()
-        env = _clean_env() | {
+        env = clean_env() | {
             "PIVOT_AMQP_URL": self.args.amqp_url,
             "PIVOT_QUEUE": queue,
             "PIVOT_ALLOW_NETWORKS": "127.0.0.0/8",
@@ -508,18 +488,7 @@ async def main_async(args: argparse.Namespace) -> int:
     bench = Isolation(args, plan, log_dir)
     started = time.time()
     error: str | None = None
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    signals: list[str] = []
-
-    def interrupt(sig: signal.Signals) -> None:
-        if not signals:
-            signals.append(sig.name)
-            main_task.cancel()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupt, sig)
+    signals = cancel_on_signals("isolation")
     try:
         async with asyncio.timeout(args.budget_s):
             await bench.start()

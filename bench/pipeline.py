@@ -38,7 +38,6 @@ import functools
 import os
 import platform
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -58,6 +57,7 @@ import uvloop
 
 from bench import report
 from bench.broker import BrokerControl
+from bench.harness import DriverClient, cancel_on_signals, clean_env, start_load_driver, stop_run
 from bench.procs import Child, Children
 from bench.procstat import Snapshot, find_broker_pid, peak_rss_mib
 from bench.report import FOREIGN_LOAD_CORES
@@ -95,48 +95,6 @@ FULL = Plan(
 QUICK = Plan(
     reps=1, n=2_000, n_per_call=250, latency=((100, 0.3, 2.0), (500, 0.3, 1.0)), warmup=200, patience_s=0
 )
-
-
-class DriverClient:
-    """JSON lines to and from the load driver process."""
-
-    def __init__(self, child: Child) -> None:
-        self.child = child
-
-    async def read(self, timeout_s: float) -> dict[str, Any]:
-        stdout = self.child.process.stdout
-        assert stdout is not None
-        line = await asyncio.wait_for(stdout.readline(), timeout_s)
-        if not line:
-            raise RuntimeError(f"load driver exited:\n{self.child.log_tail()}")
-        result: dict[str, Any] = orjson.loads(line)
-        return result
-
-    async def request(
-        self,
-        cmd: dict[str, Any],
-        timeout_s: float,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        stdin = self.child.process.stdin
-        assert stdin is not None
-        stdin.write(orjson.dumps(cmd) + b"\n")
-        await stdin.drain()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            answer = await self.read(max(0.1, deadline - time.monotonic()))
-            if "event" in answer:
-                if on_event is not None:
-                    on_event(answer)
-                continue
-            if not answer.get("ok"):
-                raise RuntimeError(f"load driver: {answer.get('error')}")
-            return answer
-
-
-def _clean_env() -> dict[str, str]:
-    """The parent's environment without any ``PIVOT_*`` variable, so only ours reach a worker."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PIVOT_")}
 
 
 class Bench:
@@ -181,29 +139,10 @@ class Bench:
         if not line.startswith(b"READY "):
             raise RuntimeError(f"developer server did not start:\n{self.server.log_tail()}")
         self.base_url = line.split()[1].decode()
-        driver = await self.children.spawn(
-            "loadgen",
-            [sys.executable, str(BENCH_DIR / "loadgen.py"), self.args.amqp_url],
-            stdin_pipe=True,
-            stdout_pipe=True,
-        )
-        self.driver = DriverClient(driver)
-        ready = await self.driver.read(30)
-        if ready.get("event") != "ready":
-            raise RuntimeError(f"load driver did not start: {ready}")
+        self.driver = await start_load_driver(self.children, self.args.amqp_url)
 
     async def close(self) -> None:
-        driver = self.driver
-        if driver is not None and driver.child.alive() and driver.child.process.stdin is not None:
-            with contextlib.suppress(Exception):
-                driver.child.process.stdin.write(b'{"cmd": "quit"}\n')
-        await self.children.stop_all()
-        with contextlib.suppress(Exception):
-            await self.control.delete(*self.queues, f"{self.debug_exchange}.debug")
-        with contextlib.suppress(Exception):
-            await self.control.delete_exchange(self.debug_exchange)
-        with contextlib.suppress(Exception):
-            await self.control.close()
+        await stop_run(self.driver, self.children, self.control, self.queues, self.debug_exchange)
 
     def _pids(self, workers: list[Child]) -> dict[str, int]:
         """The processes whose CPU is read: the measured workers, the others (idle) and the fixtures."""
@@ -248,7 +187,7 @@ class Bench:
         name = f"{variant}-r{rep}-p{index}"
         if variant == "worker":
             env = (
-                _clean_env()
+                clean_env()
                 | {
                     "PIVOT_AMQP_URL": self.args.amqp_url,
                     "PIVOT_QUEUE": queue,
@@ -664,24 +603,7 @@ async def main_async(args: argparse.Namespace) -> int:
     bench = Bench(args, plan, log_dir)
     started = time.time()
     error: str | None = None
-    # SIGINT and SIGTERM cancel the run (even where a shell left SIGINT ignored); the clean-up below
-    # then stops every process and deletes every queue. A second signal only says it is under way.
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    signals: list[str] = []
-
-    def interrupt(sig: signal.Signals) -> None:
-        if signals:
-            print(
-                f"pipeline: {sig.name} again: still stopping processes and deleting queues", file=sys.stderr
-            )
-            return
-        signals.append(sig.name)
-        main_task.cancel()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupt, sig)
+    signals = cancel_on_signals("pipeline")  # the clean-up below stops processes, deletes queues
     try:
         await bench.start()
         await bench.run()

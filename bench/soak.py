@@ -69,6 +69,7 @@ from aiormq.exceptions import DeliveryError, PublishError
 
 from bench import payloads
 from bench.broker import BrokerControl
+from bench.harness import cancel_on_signals
 from bench.loadgen import install_raw_timestamps, percentile
 from bench.procs import Child, Children
 from bench.rabbit_node import RabbitNode
@@ -902,18 +903,7 @@ async def main_async(args: argparse.Namespace) -> int:
         log_dir=Path(args.log_dir) if args.log_dir else None,
         worker_source=Path(args.worker_source).resolve() if args.worker_source else None,
     )
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    signals: list[str] = []
-
-    def interrupt(sig: signal.Signals) -> None:
-        if not signals:
-            signals.append(sig.name)
-            main_task.cancel()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupt, sig)
+    signals = cancel_on_signals("soak")
     # The Kazoo side's reconnect attempts during a restart are expected; the report counts them.
     for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
