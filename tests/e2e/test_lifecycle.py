@@ -147,3 +147,35 @@ async def test_worker_reconnects_after_losing_the_broker_connection(
         await assert_each_answered_once(before)  # nothing answered twice
     finally:
         worker.stop()
+
+
+async def test_a_queue_declared_otherwise_makes_the_worker_exit_non_zero_saying_why(
+    broker: str, own_queue: str, tmp_path: Path
+) -> None:
+    """The broker refuses a queue type that differs from the existing queue's: retrying cannot help,
+    so the worker exits 1 (its supervisor restarts it, an operator reads why) instead of idling."""
+    classic = WorkerProcess(worker_env(broker, own_queue), tmp_path / "classic.log", "classic").start()
+    classic.stop()
+    env = worker_env(broker, own_queue, PIVOT_QUEUE_TYPE="quorum")
+    quorum = WorkerProcess(env, tmp_path / "quorum.log", "quorum")
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        quorum.start(timeout=30)
+    log = quorum.log()
+    assert "refused to declare queue" in log and "PIVOT_QUEUE_TYPE=quorum" in log
+
+
+async def test_a_worker_that_cannot_reach_any_broker_gives_up_with_status_1(tmp_path: Path) -> None:
+    """Nothing listens on the port (a closed loopback port): after PIVOT_RECONNECT_GIVE_UP_S the
+    worker exits 1 and names the broker it tried, with its password hidden."""
+    import socket
+
+    with socket.socket() as probe:  # a free port, closed again: connections to it are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"amqp://guest:secret-pw@127.0.0.1:{port}/"
+    env = worker_env(url, "pivot_unreachable", PIVOT_RECONNECT_GIVE_UP_S="1")
+    worker = WorkerProcess(env, tmp_path / "w.log", "unreachable")
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        worker.start(timeout=30)
+    log = worker.log()
+    assert f"127.0.0.1:{port}" in log and "secret-pw" not in log
