@@ -16,6 +16,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -249,6 +250,33 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(body=b'{"status":"ok"}', content_type=envelope.JSON)
 
 
+_STATIC = Path(__file__).with_name("static")
+_INSPECTOR_FILES = {
+    "/inspector": ("inspector.html", "text/html"),
+    "/inspector.js": ("inspector.js", "text/javascript"),
+    "/inspector.css": ("inspector.css", "text/css"),
+}
+# The page talks only to this server and runs only its own script: a response body shown in it
+# can never load or run anything.
+_INSPECTOR_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+async def inspector(request: web.Request) -> web.Response:
+    """The request inspector (a static page over this API; the token is entered in the page)."""
+    name, content_type = _INSPECTOR_FILES[request.path]
+    return web.Response(
+        body=(_STATIC / name).read_bytes(),
+        content_type=content_type,
+        charset="utf-8",
+        headers=_INSPECTOR_HEADERS,
+    )
+
+
 def make_app(store: Store, tokens: TokenBook, *, node: str) -> web.Application:
     """The aiohttp application; the caller runs it (see :mod:`pivot_worker.collector.service`)."""
     app = web.Application(middlewares=[crossbar_errors])
@@ -257,4 +285,6 @@ def make_app(store: Store, tokens: TokenBook, *, node: str) -> web.Application:
     app.router.add_get(DEBUG_PATH + "/{debug_id:.+}", read_call, allow_head=False)
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
+    for path in _INSPECTOR_FILES:
+        app.router.add_get(path, inspector, allow_head=False)
     return app
