@@ -5,6 +5,9 @@ What is hidden, and why each rule keeps what it keeps:
 * ``Authorization`` / ``Proxy-Authorization``: the credentials; the scheme word (``Basic``,
   ``Bearer``) stays, because "which scheme did we send" is a common debugging question.
 * ``Cookie`` / ``Set-Cookie``: every cookie value; cookie names and ``Set-Cookie`` attributes stay.
+* ``X-Twilio-Signature`` / ``X-Pivot-Signature``: the MACs. They cannot reveal the signing key,
+  but whoever reads the record could replay the signed request within the server's tolerance;
+  the ``t=`` timestamp of ``X-Pivot-Signature`` stays (it shows clock skew).
 * ``user:pass@`` in any URL, wherever it appears in a string: the password.
 * Parameters named in ``PIVOT_REDACT_PARAMS`` (case-insensitive) in a URL query, a form body or a
   JSON body: the value. A bracketed form key such as ``Custom-SIP-Headers[X-Token]`` matches the
@@ -26,9 +29,11 @@ MASK = "***"
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
 COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
+SIGNATURE_HEADERS = frozenset({"x-twilio-signature", "x-pivot-signature"})
 
 # scheme://user:password@  (user and password may be percent-encoded; no '/', '@' or whitespace).
 _USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*):(?P<password>[^/\s@?#]*)@")
+_SCHEME_NAME = re.compile(r"v[0-9]{1,3}")
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 
 
@@ -119,6 +124,10 @@ class Redactor:
         if lowered in SECRET_HEADERS:
             scheme, space, _rest = value.strip().partition(" ")
             return f"{scheme} {MASK}" if space else MASK
+        if lowered == "x-pivot-signature":
+            return ",".join(_mask_signature_item(item) for item in value.split(","))
+        if lowered in SIGNATURE_HEADERS:
+            return MASK
         if lowered == "cookie":
             return "; ".join(_mask_cookie(c) for c in value.split(";") if c.strip())
         if lowered == "set-cookie":
@@ -137,6 +146,14 @@ class Redactor:
             masked = self.header(key, value)
             out[key] = f"{out[key]}, {masked}" if key in out else masked
         return out
+
+
+def _mask_signature_item(item: str) -> str:
+    """``t=<seconds>`` stays; ``v1=<mac>`` keeps its name; anything else is masked whole."""
+    name, _sep, value = item.strip().partition("=")
+    if name == "t" and value.isdigit():
+        return item.strip()
+    return f"{name}={MASK}" if _SCHEME_NAME.fullmatch(name) else MASK
 
 
 def _mask_cookie(cookie: str) -> str:

@@ -24,6 +24,10 @@ def redactor() -> Redactor:
         ("Set-Cookie", "sid=XyZ; Path=/; HttpOnly", f"sid={MASK}; Path=/; HttpOnly"),
         ("X-Request-Id", "AbC-123-DeF", "AbC-123-DeF"),
         ("Content-Type", "Text/XML; Charset=UTF-8", "Text/XML; Charset=UTF-8"),
+        ("X-Twilio-Signature", "0Lb7s5yQ+/abc=", MASK),
+        ("x-pivot-signature", "t=1700000000,v1=9f86d081884c7d65", f"t=1700000000,v1={MASK}"),
+        ("X-Pivot-Signature", "t=1700000000,v1=aa,v2=bb", f"t=1700000000,v1={MASK},v2={MASK}"),
+        ("X-Pivot-Signature", "t=soon,mac=9f86d0=", f"{MASK},{MASK}"),
     ],
 )
 def test_secret_headers_are_masked_and_others_kept_verbatim(
