@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from .errors import Finding, Reason
+
+ExchangeRole = Literal["primary", "fallback"]
 
 
 class Outcome(enum.StrEnum):
@@ -45,6 +47,30 @@ class HttpExchange:
     error_reason: Reason | None = None
     error: str | None = None
     timings: Timings = field(default_factory=Timings)
+    role: ExchangeRole = "primary"  # "fallback": a request to the fallback URL after the primary failed
+
+
+@dataclass(slots=True)
+class FallbackNote:
+    """Why the fallback URL was requested, and what became of it (``outcome``)."""
+
+    url: str  # shown form: no credentials, no query
+    source: str  # where the URL came from
+    trigger: Reason  # the primary's failure
+    trigger_message: str
+    outcome: Literal["used", "failed", "not_tried"] = "not_tried"
+    detail: str = ""  # the fallback's own failure, or why it was not requested
+
+    def describe(self, message: str) -> str:
+        """``message`` (the outcome's own message, possibly empty) with the fallback's story added."""
+        primary = f"the primary failed ({self.trigger.value}: {self.trigger_message})"
+        if self.outcome == "used":
+            story = f"answered by the fallback URL {self.url} ({self.source}) because {primary}"
+        elif self.outcome == "failed":
+            story = f"the fallback URL {self.url} ({self.source}) failed too: {self.detail}"
+        else:
+            story = f"the fallback URL {self.url} ({self.source}) was not requested: {self.detail}"
+        return f"{message}; {story}" if message else story
 
 
 @dataclass(slots=True)
@@ -71,6 +97,7 @@ class PivotTrace:
     warnings: list[Finding] = field(default_factory=list)
     flow: dict[str, Any] | None = None
     total_ms: float = 0.0
+    fallback: FallbackNote | None = None
 
     @property
     def attempts(self) -> int:

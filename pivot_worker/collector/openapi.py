@@ -226,6 +226,10 @@ def openapi_document() -> dict[str, Any]:
                         "event_type": {"enum": ["request", "response", "error", "result"]},
                         "uri": {"type": "string"},
                         "method": {"type": "string"},
+                        "role": {
+                            "enum": ["primary", "fallback"],
+                            "description": "Which URL an HTTP exchange went to (ours).",
+                        },
                         "req_headers": {"type": "object", "additionalProperties": {"type": "string"}},
                         "req_body": {"type": "string"},
                         "resp_status_code": {"type": "string"},

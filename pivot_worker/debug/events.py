@@ -4,7 +4,9 @@ One trace becomes, in order: for every HTTP exchange a ``request`` event and the
 ``response`` event (a status line arrived) or an ``error`` event (it never did), and finally one
 ``result`` event (outcome, reason, translated callflow, warnings, located errors). Each event is a
 flat JSON object carrying the fields of Kazoo's ``pivot_debug`` documents (``pivot_call.erl``) plus
-ours; ``amqp_schemas/debug_event.json`` is its contract.
+ours; ``amqp_schemas/debug_event.json`` is its contract. An exchange's ``role`` says whether it
+went to the primary URL or to the fallback URL after the primary failed (the result's message
+says why).
 
 Differences from Kazoo, on purpose: ``resp_status_code`` is the real status (Kazoo writes ``"200"``
 for every streamed response), header values keep their case, and when debug is off (a failure
@@ -143,6 +145,7 @@ class EventBuilder:
                 "uri": r.url(ex.url),
                 "method": ex.method.lower(),
                 "attempt": ex.attempt,
+                "role": ex.role,
                 "req_headers": r.headers(ex.request_headers),
             }
         )
@@ -157,6 +160,7 @@ class EventBuilder:
                 "uri": r.url(ex.url),
                 "method": ex.method.lower(),
                 "attempt": ex.attempt,
+                "role": ex.role,
                 "resp_status_code": str(ex.status),
                 "resp_headers": r.headers(ex.response_headers),
                 "timings": _timings(ex.timings),
@@ -176,6 +180,7 @@ class EventBuilder:
                 "uri": r.url(ex.url),
                 "method": ex.method.lower(),
                 "attempt": ex.attempt,
+                "role": ex.role,
                 "reason": (ex.error_reason or Reason.INTERNAL_ERROR).value,
                 "message": r.text(ex.error or ""),
                 "timings": _timings(ex.timings),

@@ -103,6 +103,19 @@ def test_kazoo_fields_and_redaction_on_request_events() -> None:
     assert request["node"] == "pivot_worker@apps1"
 
 
+def test_signature_headers_are_masked_in_request_events() -> None:
+    exchange = _exchange(200)
+    exchange.request_headers = {
+        "X-Twilio-Signature": "0Lb7s5yQ+/abc=",
+        "X-Pivot-Signature": "t=1710238000,v1=9f86d081884c7d65",
+    }
+    request = _build(_trace(exchanges=[exchange], outcome=Outcome.SUCCESS))[0]
+    assert request["req_headers"] == {
+        "x-twilio-signature": "***",
+        "x-pivot-signature": "t=1710238000,v1=***",
+    }
+
+
 def test_failures_are_kept_without_debug_but_bodies_are_left_out() -> None:
     trace = _trace(debug=False, exchanges=[_exchange(500)], outcome=Outcome.FAILED, reason=Reason.HTTP_STATUS)
     assert should_keep(trace)
