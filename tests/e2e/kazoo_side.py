@@ -276,3 +276,53 @@ def next_pivot_req(pivot_node: dict[str, Any], call: dict[str, Any]) -> dict[str
             "Debug": bool(data.get("debug", False)),
         },
     )
+
+
+def channel_destroy(call_id: str, cavs: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A ``CHANNEL_DESTROY`` as ecallmgr publishes it when a channel ends (``kapi.call.event`` fields;
+    docs/kazoo-contract.md §6). ``cavs`` is the channel's ``Custom-Application-Vars``: in Kazoo,
+    whatever a ``set_variables`` node stored on the channel; here, what the test puts there."""
+    event: dict[str, Any] = {
+        "App-Name": "ecallmgr",
+        "App-Version": "4.3.0",
+        "Event-Category": "call_event",
+        "Event-Name": "CHANNEL_DESTROY",
+        "Msg-ID": uuid.uuid4().hex,
+        "Node": "ecallmgr@fs1.example.com",
+        "Call-ID": call_id,
+        "Call-Direction": "inbound",
+        "Caller-ID-Name": "Alice Smith",
+        "Caller-ID-Number": "1001",
+        "Callee-ID-Name": "IVR",
+        "Callee-ID-Number": "2000",
+        "From": "1001@sip.example.com",
+        "To": "2000@sip.example.com",
+        "Request": "2000@sip.example.com",
+        "Hangup-Cause": "NORMAL_CLEARING",
+        "Hangup-Code": "sip:200",
+        "Disposition": "SUCCESS",
+        "Billing-Seconds": "42",
+        "Duration-Seconds": "45",
+        "Ringing-Seconds": "3",
+        "Timestamp": 63_873_214_000,
+        "Media-Server": "fs1.example.com",
+        "Switch-Hostname": "fs1.example.com",
+        "Switch-Nodename": "freeswitch@fs1.example.com",
+        "User-Agent": "Yealink SIP-T46S",
+        "Custom-SIP-Headers": {"X-Tenant": "acme & co"},
+        "Custom-Channel-Vars": {"Account-ID": ACCOUNT_ID, "Realm": "sip.example.com", "Username": "alice"},
+        "Custom-Application-Vars": dict(cavs),
+    }
+    event.update(extra)
+    return event
+
+
+async def publish_channel_destroy(callevt: aio_pika.abc.AbstractExchange, event: dict[str, Any]) -> None:
+    """Publish ``event`` as ecallmgr does (``kapi_call:publish_event/1``): on ``callevt`` with key
+    ``call.CHANNEL_DESTROY.<encoded call id>`` and the ``call-id`` header (docs/kazoo-contract.md §1.3)."""
+    call_id = event["Call-ID"]
+    message = aio_pika.Message(
+        orjson.dumps(event), content_type="application/json", headers={"call-id": call_id}
+    )
+    message.timestamp = kazoo_now_us()  # type: ignore[assignment]  # raw Gregorian µs, as Kazoo sends them
+    await callevt.publish(message, routing_key=f"call.CHANNEL_DESTROY.{encode_key_part(call_id)}")
