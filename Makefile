@@ -17,6 +17,7 @@ services:
 	@scripts/ensure-services.sh
 
 run: setup services
+	@echo 'try it (another terminal): $(PY) examples/ivr_server.py & $(VENV)/bin/pivot-worker simulate http://127.0.0.1:8080/twiml --digits 1'
 	$(VENV)/bin/pivot-worker run
 
 lint: setup
