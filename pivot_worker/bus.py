@@ -49,10 +49,20 @@ Properties = Basic.Properties
 class Bus:
     """Declared exchanges and queues on one channel, plus the publishing helpers."""
 
-    def __init__(self, settings: Settings, channel: AbstractChannel, tx: TxBatcher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        channel: AbstractChannel,
+        tx: TxBatcher,
+        *,
+        private_binding: str | None = None,
+    ) -> None:
+        """``private_binding``: instead of the shared durable queue bound with ``pivot.req.*``, an
+        exclusive queue bound with that key only (the simulator's embedded worker)."""
         self.settings = settings
         self.channel = channel
         self.tx = tx
+        self.private_binding = private_binding
         self.queue: AbstractQueue | None = None
 
     @property
@@ -70,6 +80,11 @@ class Bus:
         await ch.declare_exchange(
             names.EXCHANGE_CALLEVT, ExchangeType.TOPIC, durable=False, auto_delete=False
         )
+        if self.private_binding is not None:
+            queue = await ch.declare_queue(self.settings.queue, exclusive=True)
+            await queue.bind(callmgr, self.private_binding)
+            self.queue = queue
+            return queue
         await ch.declare_queue(self.dead_queue_name, durable=True)
         queue = await ch.declare_queue(self.settings.queue, durable=True, arguments=self.queue_arguments())
         await queue.bind(callmgr, names.PIVOT_REQ_BINDING)

@@ -12,9 +12,12 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from . import __version__, logs
+from .cdr import CdrPoster
 from .collector import Collector
 from .runtime import HARD_EXIT_MARGIN_S, exit_after, run_loop, settle_heap, stop_on_signals
 from .settings import Settings, SettingsError, parse_networks
+from .signing import reload_on_sighup
+from .simulate import register as register_simulate
 from .translate_cmd import register as register_translate
 
 logger = logging.getLogger(__name__)
@@ -26,12 +29,18 @@ async def _serve(settings: Settings, *, with_collector: bool) -> int:
     stop = asyncio.Event()
     why = stop_on_signals(stop)
     watchdog = asyncio.create_task(_exit_in_bounded_time(stop, settings.shutdown_grace_s))
+    worker = Worker(settings)  # first: a bad PIVOT_SIGNING_KEYS_FILE fails start-up before anything runs
+    reload_on_sighup(worker.fetcher.signing, worker.pipeline.fallbacks)
     collector = await _start_embedded_collector(settings) if with_collector else None
-    worker = Worker(settings)
     exit_code = 0
+    cdr: CdrPoster | None = None
     try:
         if await _first(worker.start(), stop.wait()) == 1:
             return 0  # stopped while still connecting
+        if settings.cdr:  # CDR-URI: a consumer of CHANNEL_DESTROY with its own connection
+            cdr = CdrPoster(settings, worker.fetcher.policy, worker.fetcher.signing)
+            if await _first(cdr.start(), stop.wait()) == 1:
+                return 0
         settle_heap()
         if await _first(stop.wait(), worker.link.fatal.wait()) == 1:
             logger.error("exiting: the broker link cannot be restored (%s)", worker.link.fatal_reason)
@@ -39,6 +48,8 @@ async def _serve(settings: Settings, *, with_collector: bool) -> int:
             stop.set()
     finally:
         stop.set()
+        if cdr is not None:
+            await cdr.stop()
         await worker.stop(why[0] if why else ("broker lost" if exit_code else "stop"))
         if collector is not None:
             await collector.stop()
@@ -127,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
     register_translate(sub)
+    register_simulate(sub)
     return parser
 
 

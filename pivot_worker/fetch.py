@@ -44,6 +44,7 @@ from .formencode import encode_form, merge_query
 from .netguard import AddressPolicy, BlockedAddressError, GuardedResolver, check_url, shown_url
 from .request import BodyFormat, Method
 from .settings import Settings
+from .signing import SigningKeys, sign_request
 from .trace import HttpExchange, PivotTrace
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class HttpRequestSpec:
     params: Mapping[str, Any]
     body_format: BodyFormat
     accept: str
+    account_id: str | None = None  # whose PIVOT_SIGNING_KEYS_FILE keys sign the request, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,16 +138,27 @@ class _Attempt:
 
     async def run(self) -> FetchResult:
         url, body, headers = _encode(self.spec)
+        keys = self.fetcher.signing.keys_for(self.spec.account_id)
         document_url = self.spec.url
         method = self.spec.method.upper()
         seen: set[str] = set()
         for _hop in range(self.fetcher.settings.max_redirects + 1):
+            sent_url, sent_headers = url, headers
+            if keys:  # signed per hop: a redirect may change the URL, the method and the body
+                sent_url, signature = sign_request(keys[0], method, url, body, headers.get("Content-Type"))
+                sent_headers = {**headers, **signature}
             exchange = HttpExchange(
-                method=method, url=url, request_headers=headers, request_body=body, attempt=self.number
+                method=method,
+                url=sent_url,
+                request_headers=sent_headers,
+                request_body=body,
+                attempt=self.number,
             )
             self.trace.exchanges.append(exchange)
             try:
-                result, location = await self._one(exchange, method, url, body, headers, document_url)
+                result, location = await self._one(
+                    exchange, method, sent_url, body, sent_headers, document_url
+                )
             except PivotError as exc:
                 exchange.error_reason, exchange.error = exc.reason, str(exc)
                 raise
@@ -305,9 +318,13 @@ def _trace_config() -> aiohttp.TraceConfig:
 class Fetcher:
     """Owns the HTTP sessions; ``fetch`` is safe to call from many tasks at once."""
 
-    def __init__(self, settings: Settings, policy: AddressPolicy | None = None) -> None:
+    def __init__(
+        self, settings: Settings, policy: AddressPolicy | None = None, signing: SigningKeys | None = None
+    ) -> None:
+        """``signing`` defaults to the keys of ``PIVOT_SIGNING_KEYS_FILE`` (a bad file raises)."""
         self.settings = settings
         self.policy = policy if policy is not None else AddressPolicy(settings.allow_networks)
+        self.signing = signing if signing is not None else SigningKeys(settings.signing_keys_file)
         self._session: aiohttp.ClientSession | None = None
         self._traced: aiohttp.ClientSession | None = None
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_open_s)

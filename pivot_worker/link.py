@@ -80,8 +80,11 @@ class Epoch:
 
 
 class BrokerLink:
-    def __init__(self, settings: Settings, on_message: OnMessage) -> None:
+    def __init__(
+        self, settings: Settings, on_message: OnMessage, *, private_binding: str | None = None
+    ) -> None:
         self.settings = settings
+        self.private_binding = private_binding
         self.urls = settings.amqp_urls
         self._on_message = on_message
         self._numbers = itertools.count(1)
@@ -218,7 +221,7 @@ class BrokerLink:
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             underlay = await channel.get_underlay_channel()
             await underlay.tx_select()
-            bus = Bus(self.settings, channel, TxBatcher(underlay))
+            bus = Bus(self.settings, channel, TxBatcher(underlay), private_binding=self.private_binding)
             try:
                 queue = await bus.declare()
             except (ChannelPreconditionFailed, ChannelAccessRefused) as exc:

@@ -9,7 +9,8 @@ The order matters for the caller, who hears silence meanwhile:
    by what is left before ``PIVOT_STALE_AFTER_MS`` (measured from the AMQP timestamp when present:
    Kazoo's Gregorian microseconds, read by ``amqp_compat``); a deadline that ran out at the stale
    point is a ``stale`` failure, not a ``timeout``;
-3. fetch, classify, validate or translate;
+3. fetch, classify, validate or translate; if that fails and the call or its account has a
+   fallback URL (:mod:`.fallback`), do it again with the fallback, within the same deadline;
 4. if the stale point passed meanwhile, answer ``failed`` and never ``CHANNEL_PIVOT``: a late flow
    would take over a call that already failed over.
 
@@ -19,6 +20,7 @@ Nothing here raises: every problem becomes a ``Failure`` with a stable reason.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -29,18 +31,36 @@ from typing import Any
 
 import orjson
 
-from . import names, twiml
+from . import cdr, names, twiml
 from .callflow import validate_flow
 from .callflow.pivots import check_pivot_urls
 from .contracts import validate_pivot_req
-from .errors import FetchError, PivotError, Reason, RequestRejected, StaleRequest, TranslationError
+from .debug.redact import Redactor
+from .errors import (
+    FetchError,
+    Finding,
+    PivotError,
+    Reason,
+    RequestRejected,
+    StaleRequest,
+    TranslationError,
+)
+from .fallback import (
+    FALLBACK_RESERVE_MS,
+    MIN_FALLBACK_MS,
+    NO_FALLBACK,
+    FallbackTarget,
+    FallbackUrls,
+    error_params,
+    error_url,
+)
 from .fetch import ACCEPT_KAZOO, ACCEPT_TWIML, Fetcher, FetchResult, HttpRequestSpec
-from .netguard import AddressPolicy, check_url
+from .netguard import AddressPolicy, check_url, shown_url
 from .params import request_params
 from .request import PivotRequest, reply_identity
 from .response import classify, parse_kazoo_json, xml_for_parser
 from .settings import Settings
-from .trace import Outcome, PivotTrace
+from .trace import FallbackNote, Outcome, PivotTrace
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +96,19 @@ class Pipeline:
         fetcher: Fetcher,
         *,
         wall_clock: Callable[[], float] = time.time,
+        fallback_urls: FallbackUrls | None = None,
     ) -> None:
+        """``fallback_urls`` defaults to ``PIVOT_FALLBACK_URLS_FILE`` (a bad file raises)."""
         self.settings = settings
         self.fetcher = fetcher
         self.policy: AddressPolicy = fetcher.policy
         self._now = wall_clock
         self._continuation_key = settings.continuation_key.encode() or _derived_key(settings)
         self.translations = twiml.TranslationMemo(settings.translation_memo)
+        self.fallbacks = (
+            fallback_urls if fallback_urls is not None else FallbackUrls.load(settings.fallback_urls_file)
+        )
+        self._redactor = Redactor(settings.redact_params)
 
     async def handle(self, body: bytes, timestamp: datetime | None = None) -> Decision:
         received_at = self._now()
@@ -130,7 +156,7 @@ class Pipeline:
         stale_at = origin_time(timestamp, received_at) + self.settings.stale_after_ms / 1000.0
         try:
             _check_call_event_key(request.call_id)
-            decision.flow = await self._serve(request, trace, stale_at)
+            decision.flow = self._with_cdr(request, await self._serve(request, trace, stale_at))
             if self._now() >= stale_at:
                 raise StaleRequest(
                     f"answer ready {round((self._now() - stale_at) * 1000)} ms after the stale point "
@@ -145,6 +171,8 @@ class Pipeline:
         except Exception as exc:  # a bug must still answer the caller
             logger.exception("internal error serving call %s", request.call_id)
             decision.reason, decision.message = Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+        if trace.fallback is not None:
+            decision.message = trace.fallback.describe(decision.message)
         trace.outcome, trace.reason, trace.message = decision.outcome, decision.reason, decision.message
         trace.flow = decision.flow
         trace.total_ms = (self._now() - received_at) * 1000.0
@@ -216,7 +244,11 @@ class Pipeline:
             params=params,
             body_format=request.body_format,
             accept=ACCEPT_KAZOO if request.request_format == "kazoo" else ACCEPT_TWIML,
+            account_id=request.account_id,
         )
+        fallback = self.fallbacks.for_request(request)
+        if fallback is not None:
+            return await self._serve_with_fallback(spec, fallback, deadline, request, continuation, trace)
         try:
             result = await self.fetcher.fetch(spec, deadline=deadline, trace=trace)
         except FetchError as exc:
@@ -229,6 +261,64 @@ class Pipeline:
                 ) from exc
             raise
         return self._document_to_flow(result, request, continuation, trace)
+
+    async def _serve_with_fallback(
+        self,
+        spec: HttpRequestSpec,
+        fallback: FallbackTarget,
+        deadline: float,
+        request: PivotRequest,
+        continuation: twiml.Continuation | None,
+        trace: PivotTrace,
+    ) -> dict[str, Any]:
+        """The primary within the deadline less the fallback's reserve; on failure, the fallback.
+
+        The fallback gets the same params plus the error, and whatever is left of the deadline; its
+        answer is used as the primary's would have been. If it fails too (or too little time is left
+        to try it), the primary's error is raised: the failure to fix is the primary's.
+        """
+        loop = asyncio.get_running_loop()
+        reserve_s = min(FALLBACK_RESERVE_MS / 1000.0, (deadline - loop.time()) / 2)
+        try:
+            result = await self.fetcher.fetch(spec, deadline=deadline - reserve_s, trace=trace)
+            return self._document_to_flow(result, request, continuation, trace)
+        except PivotError as exc:
+            if exc.reason in NO_FALLBACK:
+                raise
+            primary = exc
+        note = trace.fallback = FallbackNote(
+            url=shown_url(fallback.url),
+            source=fallback.described,
+            trigger=primary.reason,
+            trigger_message=str(primary),
+        )
+        left_ms = round((deadline - loop.time()) * 1000)
+        if left_ms < MIN_FALLBACK_MS:
+            note.detail = f"only {max(left_ms, 0)} ms of the deadline left (needs {MIN_FALLBACK_MS})"
+            raise primary
+        fallback_spec = dataclasses.replace(
+            spec,
+            url=fallback.url,
+            params={
+                **spec.params,
+                **error_params(request.request_format, primary.reason, error_url(spec.url, self._redactor)),
+            },
+        )
+        primary_document = trace.content_type, trace.response_format, trace.sniffed
+        first = len(trace.exchanges)
+        try:
+            try:
+                result = await self.fetcher.fetch(fallback_spec, deadline=deadline, trace=trace)
+            finally:
+                for exchange in trace.exchanges[first:]:
+                    exchange.role = "fallback"
+            flow = self._document_to_flow(result, request, continuation, trace)
+        except PivotError as exc:
+            note.outcome, note.detail = "failed", f"{exc.reason.value}: {exc}"
+            trace.content_type, trace.response_format, trace.sniffed = primary_document
+            raise primary from exc
+        note.outcome = "used"
+        return flow
 
     def _document_to_flow(
         self,
@@ -275,6 +365,29 @@ class Pipeline:
 
     def _check_followup_url(self, url: str) -> None:
         check_url(url, self.policy)
+
+    def _with_cdr(self, request: PivotRequest, flow: dict[str, Any]) -> dict[str, Any]:
+        """The final flow (Kazoo JSON or translated TwiML, validated), wrapped in a ``set_variables``
+        node that stores the ``CDR-URI`` on the channel for the CDR poster (``pivot_worker/cdr.py``).
+
+        Not wrapped again when the call's ``Custom-Application-Vars`` already hold the same values (a
+        nested pivot of a call whose earlier flow was wrapped). A URL the worker would refuse to
+        fetch is refused now (``blocked_address``, ``invalid_url``), located at ``/CDR-URI``.
+        """
+        if request.cdr_uri is None:
+            return flow
+        try:
+            check_url(request.cdr_uri, self.policy)
+        except PivotError as exc:
+            raise TranslationError(
+                "CDR-URI refused",
+                reason=exc.reason,
+                findings=[Finding(exc.reason.value, str(exc), "/CDR-URI")],
+            ) from None
+        variables = cdr.cdr_vars(request, request.cdr_uri)
+        if cdr.already_set(request.call, variables):
+            return flow
+        return cdr.wrap_flow(flow, variables)
 
 
 def _check_call_event_key(call_id: str) -> None:

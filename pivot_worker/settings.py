@@ -86,12 +86,17 @@ class Settings:
     breaker_failures: int = 5
     breaker_open_s: float = 5.0
     allow_networks: tuple[Network, ...] = ()
+    signing_keys_file: str = ""
+    fallback_urls_file: str = ""
 
     # TwiML translation.
     max_iterations: int = 50
     continuation_key: str = field(default="", metadata={"secret": True})
     recording_url: str = ""
     translation_memo: int = 256
+
+    # Call records (CDR-URI): post them from CHANNEL_DESTROY (README, "CDR callbacks").
+    cdr: bool = True
 
     # Debug events, collector and API.
     debug_exchange: str = "pivot"

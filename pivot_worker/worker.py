@@ -74,10 +74,16 @@ class Worker:
     """One consumer on the shared queue; run several processes to scale out."""
 
     def __init__(
-        self, settings: Settings, *, sink: DebugSink | None = None, ledger: Ledger | None = None
+        self,
+        settings: Settings,
+        *,
+        sink: DebugSink | None = None,
+        ledger: Ledger | None = None,
+        private_binding: str | None = None,
     ) -> None:
         """``sink`` receives every finished trace (default: a :class:`DebugPublisher` on the bus);
-        ``ledger`` remembers answers across processes (default: the one ``PIVOT_LEDGER_URL`` names)."""
+        ``ledger`` remembers answers across processes (default: the one ``PIVOT_LEDGER_URL`` names);
+        ``private_binding`` consumes an exclusive queue bound with that key alone (the simulator)."""
         amqp_compat.install()
         self.settings = settings
         self.fetcher = Fetcher(settings)
@@ -91,7 +97,7 @@ class Worker:
         self._debug_connection: AbstractRobustConnection | None = None
         self.counts: Counter[str] = Counter()
         self.metrics = WorkerMetrics()
-        self.link = BrokerLink(settings, self._on_message)
+        self.link = BrokerLink(settings, self._on_message, private_binding=private_binding)
         self._inflight: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
