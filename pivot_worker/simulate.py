@@ -12,8 +12,9 @@ Which worker answers (``--worker``):
 
 * ``embedded``: a real :class:`~pivot_worker.worker.Worker` in this process, with its own settings:
   the address policy opens 127.0.0.0/8 and ::1 (``--allow-local``, the default; ``--no-allow-local``
-  keeps ``PIVOT_ALLOW_NETWORKS`` as it is), no ledger, no debug events, no metrics, and a random
-  continuation key unless ``PIVOT_CONTINUATION_KEY`` is set. It consumes an exclusive queue
+  keeps ``PIVOT_ALLOW_NETWORKS`` as it is), no ledger, no metrics, debug events on (the call
+  shows in the debug API and the inspector), and a random continuation key unless
+  ``PIVOT_CONTINUATION_KEY`` is set. It consumes an exclusive queue
   ``pivot_simulate.<id>`` (gone when the process ends) bound to ``callmgr`` with
   ``pivot.req.simulate.<id>``, and the simulator publishes its requests with that key. The key has
   one level more than ``pivot.req.<realm>``: a realm is always encoded (a dot becomes ``%2E``), so
@@ -64,7 +65,7 @@ from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 from . import names
 from .settings import Settings, SettingsError
 from .simulate_walk import CallState, Step, Stop, parse_digits, pivot_line, shown_url, walk
-from .trace import PivotTrace
+from .trace import DebugSink, PivotTrace
 
 logger = logging.getLogger(__name__)
 
@@ -261,12 +262,24 @@ class TraceSink:
         self.last[trace.call_id] = trace
 
 
+class _Both:
+    """Hands each trace to two sinks: the worker's debug publisher and the simulator's own."""
+
+    def __init__(self, first: DebugSink, second: DebugSink) -> None:
+        self.first, self.second = first, second
+
+    def record(self, trace: PivotTrace) -> None:
+        self.first.record(trace)
+        self.second.record(trace)
+
+
 @contextlib.asynccontextmanager
 async def embedded_worker(settings: Settings, binding_key: str, sink: TraceSink) -> AsyncIterator[None]:
     """A real worker in this process, on an exclusive queue bound with ``binding_key`` alone."""
     from .worker import Worker
 
-    worker = Worker(settings, sink=sink, private_binding=binding_key)
+    worker = Worker(settings, private_binding=binding_key)
+    worker.sink = _Both(worker.sink, sink)  # debug events too: the call shows in the inspector
     try:
         await worker.start()
         yield
@@ -483,6 +496,7 @@ class Call:
                 "voice_url": self.options.voice_url,
                 "method": self.options.method,
                 "req_format": self.options.format,
+                "debug": True,  # every request and answer recorded for the debug API and inspector
             },
             "children": {},
         }
