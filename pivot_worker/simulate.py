@@ -90,6 +90,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument("--digits", default="", help="what the caller presses at each collect, e.g. 1234#,2")
     cmd.add_argument("--caller", default="+14155550100", help="the caller's number (+14155550100)")
     cmd.add_argument("--json", action="store_true", help="one JSON object per step")
+    cmd.add_argument(
+        "--interactive",
+        action="store_true",
+        help="ask for the digits at each collect once --digits ran out (an empty line is a timeout)",
+    )
     cmd.add_argument("--max-steps", type=int, default=50, help="stop after this many steps (50)")
     cmd.add_argument("--amqp-url", help="broker (PIVOT_AMQP_URL)")
     cmd.add_argument(
@@ -119,6 +124,17 @@ class Options:
     amqp_url: str | None = None
     worker: str = "auto"
     allow_local: bool = True
+    interactive: bool = False
+
+
+def _ask_digits() -> str | None:
+    """The caller's keys, typed at the terminal (blocks the simulation while it waits, which is
+    the point: the call waits for the caller). End of input hangs up the prompt: a timeout."""
+    try:
+        typed = input("digits (empty = timeout)> ").strip()
+    except EOFError:
+        return ""
+    return typed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         amqp_url=args.amqp_url,
         worker=args.worker,
         allow_local=args.allow_local,
+        interactive=args.interactive,
     )
     try:
         return run_loop(simulate(options, sys.stdout))
@@ -433,7 +450,8 @@ class Call:
         self.reply_queue_name = f"pivot_simulate.{run_id}.replies"
         controller = f"pid://<0.{4000 + secrets.randbelow(5000)}.0>/{self.reply_queue_name}"
         self.call = build_call(self.call_id, controller, options.caller)
-        self.state = CallState(list(options.digits), self.call["Key-Value-Store"], options.max_steps)
+        ask = _ask_digits if options.interactive else None
+        self.state = CallState(list(options.digits), self.call["Key-Value-Store"], options.max_steps, ask=ask)
         self.replies: asyncio.Queue[Reply] = asyncio.Queue()
         self.traces = TraceSink()
 

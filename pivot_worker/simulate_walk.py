@@ -78,6 +78,7 @@ class CallState:
     kvs: dict[str, Any]
     max_steps: int = 50
     step: int = 0
+    ask: Callable[[], str | None] | None = None  # asked for digits once the scripted ones ran out
 
     def next_step(self) -> int | None:
         """The next step number, or ``None`` when ``max_steps`` steps have run already."""
@@ -119,7 +120,9 @@ class _Outcome:
 
 
 def _take_digits(state: CallState) -> str | None:
-    return state.digits.pop(0) if state.digits else None
+    if state.digits:
+        return state.digits.pop(0)
+    return state.ask() if state.ask is not None else None
 
 
 def _collect_dtmf(data: dict[str, Any], children: dict[str, Any], state: CallState) -> _Outcome:

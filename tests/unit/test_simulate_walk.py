@@ -200,3 +200,17 @@ def test_the_simulated_pivot_req_meets_the_contract() -> None:
     assert msg["HTTP-Method"] == "post"
     assert "Request-Format" not in msg  # absent in the node: cf_pivot sends none
     assert msg["Call"]["Key-Value-Store"]["dtmf_collections"] == {"pivot_g1": "1"}
+
+
+def test_interactive_digits_are_asked_for_once_the_scripted_ones_ran_out() -> None:
+    flow = node(
+        "collect_dtmf",
+        {"timeout": 5000, "max_digits": 1},
+        _=node("collect_dtmf", {"collection_name": "pin", "timeout": 5000, "terminator": "#"}),
+    )
+    typed = iter(["42#"])
+    state = CallState(parse_digits("7"), {}, 50, ask=lambda: next(typed))
+    steps: list[Step] = []
+    walk(flow, state, steps.append)
+    assert [s.extra["digits"] for s in steps] == ["7", "42"]  # scripted first, then asked
+    assert state.kvs["dtmf_collections"] == {"default": "7", "pin": "42"}
