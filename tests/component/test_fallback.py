@@ -29,14 +29,6 @@ SORRY = b"<Response><Say>Sorry, we are having trouble.</Say><Redirect>next</Redi
 
 
 @pytest.fixture
-async def dev() -> AsyncIterator[DevServer]:
-    server = DevServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def backup() -> AsyncIterator[DevServer]:
     """The fallback's server: another origin, so its circuit and bulkhead are its own."""
     server = DevServer()
@@ -63,22 +55,6 @@ async def fetcher() -> AsyncIterator[SpyFetcher]:
     await f.start()
     yield f
     await f.close()
-
-
-@pytest.fixture
-async def connects() -> AsyncIterator[list[Any]]:
-    """Every address the event loop connects a socket to while the test runs."""
-    loop = asyncio.get_running_loop()
-    seen: list[Any] = []
-    original = loop.sock_connect
-
-    async def spy(sock: Any, address: Any) -> None:
-        seen.append(address)
-        await original(sock, address)
-
-    loop.sock_connect = spy  # type: ignore[method-assign]
-    yield seen
-    del loop.sock_connect
 
 
 def make_pipeline(fetcher: Fetcher, table: dict[str, str] | None = None) -> Pipeline:

@@ -24,14 +24,6 @@ async def fetcher() -> AsyncIterator[Fetcher]:
     await f.close()
 
 
-@pytest.fixture
-async def dev() -> AsyncIterator[DevServer]:
-    server = DevServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
 def new_trace(debug: bool = False) -> PivotTrace:
     return PivotTrace("c1", "a1", debug, "n", "http://x", "get", "kazoo", received_at=time.time())
 

@@ -86,14 +86,6 @@ async def hanging() -> AsyncIterator[HangingServer]:
 
 
 @pytest.fixture
-async def dev() -> AsyncIterator[DevServer]:
-    server = DevServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

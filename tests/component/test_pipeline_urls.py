@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,30 +15,6 @@ from pivot_worker.settings import Settings, parse_networks
 from pivot_worker.trace import Outcome
 from tests.e2e.devserver import DevServer
 from tests.e2e.kazoo_side import base_call, pivot_req
-
-
-@pytest.fixture
-async def dev() -> AsyncIterator[DevServer]:
-    server = DevServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def connects() -> AsyncIterator[list[Any]]:
-    """Every address the event loop connects a socket to while the test runs."""
-    loop = asyncio.get_running_loop()
-    seen: list[Any] = []
-    original = loop.sock_connect
-
-    async def spy(sock: Any, address: Any) -> None:
-        seen.append(address)
-        await original(sock, address)
-
-    loop.sock_connect = spy  # type: ignore[method-assign]
-    yield seen
-    del loop.sock_connect  # back to the class's method
 
 
 @pytest.fixture

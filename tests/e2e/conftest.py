@@ -12,7 +12,6 @@ import aio_pika
 import pytest
 
 from tests.conftest import IN_CI
-from tests.e2e.devserver import DevServer
 from tests.e2e.kazoo_side import KazooCallflow
 from tests.e2e.workers import WorkerProcess
 
@@ -89,11 +88,3 @@ def workers(
 async def kazoo(broker: str) -> AsyncIterator[KazooCallflow]:
     async with KazooCallflow(broker) as side:
         yield side
-
-
-@pytest.fixture
-async def dev() -> AsyncIterator[DevServer]:
-    server = DevServer()
-    await server.start()
-    yield server
-    await server.stop()

@@ -74,14 +74,6 @@ async def kazoo(broker: str) -> AsyncIterator[KazooCallflow]:
         yield side
 
 
-@pytest.fixture
-async def dev() -> AsyncIterator[DevServer]:
-    server = DevServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
 def cdr_endpoint(dev: DevServer, path: str, statuses: list[int]) -> str:
     """A CDR receiver answering ``statuses`` in turn (the last one from then on)."""
 

@@ -33,14 +33,6 @@ CALL_ID = "c1@10.0.0.5"
 
 
 @pytest.fixture
-async def dev() -> AsyncIterator[DevServer]:
-    server = DevServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def rigs() -> AsyncIterator[list[Rig]]:
     """Rigs made in a test get their HTTP client started; every client is closed afterwards."""
     made: list[Rig] = []

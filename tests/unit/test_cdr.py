@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -208,14 +207,6 @@ class FakeMessage:
 
     async def ack(self) -> None:
         self.acks += 1
-
-
-@pytest.fixture
-async def dev() -> AsyncIterator[DevServer]:
-    server = DevServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def poster(**kwargs: Any) -> cdr.CdrPoster:
