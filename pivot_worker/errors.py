@@ -18,7 +18,7 @@ Tree::
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Reason(enum.StrEnum):
@@ -123,14 +123,6 @@ class TransientFetchError(FetchError):
 
 class ResponseError(PivotError):
     """The developer's answer arrived but cannot be used."""
-
-
-@dataclass
-class TranslationFailure:
-    """Findings collected while translating one document."""
-
-    errors: list[Finding] = field(default_factory=list)
-    warnings: list[Finding] = field(default_factory=list)
 
 
 class TranslationError(ResponseError):

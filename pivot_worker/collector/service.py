@@ -1,7 +1,7 @@
 """Running the collector: consumer, HTTP API and retention under one start/stop.
 
-``pivot-collector run`` uses it through :func:`serve_collector` with its own connection;
-``pivot-worker run`` (without ``--no-collector``) runs the same thing on the worker's connection.
+``pivot-collector run`` and ``pivot-worker run`` (without ``--no-collector``) both start a
+:class:`Collector`, which opens its own broker connection.
 Start-up fails fast, naming the variable at fault; shutdown stops taking messages, stores and acks
 what is held, then closes the API, the database and (when it opened it) the connection.
 """
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ..settings import Settings, SettingsError
 from .api import make_app
-from .auth import TokenBook
+from .auth import KazooKeys, TokenBook
 from .consumer import MAX_BATCH, MAX_WAIT_S, EventConsumer
 from .store import Store
 
@@ -59,7 +59,11 @@ class Collector:
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._listen = parse_listen(settings.api_listen) if api else None
-        self._tokens = TokenBook(settings.api_tokens_file) if api else None
+        self._tokens = (
+            TokenBook(settings.api_tokens_file, kazoo=KazooKeys.from_setting(settings.kazoo_auth_keys))
+            if api
+            else None
+        )
         self._own_connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.store: Store | None = None
         self.consumer: EventConsumer | None = None
@@ -76,7 +80,10 @@ class Collector:
 
     async def start(self, connection: aio_pika.abc.AbstractRobustConnection | None = None) -> None:
         if self._tokens is not None and not self._tokens.configured:
-            logger.warning("PIVOT_API_TOKENS_FILE is not set: every API request will be refused (401)")
+            logger.warning(
+                "neither PIVOT_API_TOKENS_FILE nor PIVOT_KAZOO_AUTH_KEYS is set: "
+                "every API request will be refused (401)"
+            )
         self.store = await Store.open(self.settings.database_url, schema=self._db_schema)
         try:
             await self.purge()
@@ -94,7 +101,14 @@ class Collector:
             )
             await self.consumer.start()
             if self._listen is not None and self._tokens is not None:
-                self._runner = web.AppRunner(make_app(self.store, self._tokens, node=self.settings.node))
+                consumer = self.consumer
+                app = make_app(
+                    self.store,
+                    self._tokens,
+                    node=self.settings.node,
+                    broker_connected=lambda: consumer.connected,
+                )
+                self._runner = web.AppRunner(app)
                 await self._runner.setup()
                 await web.TCPSite(self._runner, self._listen[0], self._listen[1]).start()
                 logger.info("pivot debug API listening on %s:%d", *(self.api_address or self._listen))
@@ -150,19 +164,3 @@ class Collector:
                 await self.purge()
             except Exception:
                 logger.exception("retention purge failed; will try again in %.0fs", RETENTION_INTERVAL_S)
-
-
-async def serve_collector(
-    settings: Settings,
-    connection: aio_pika.abc.AbstractRobustConnection | None,
-    stop: asyncio.Event,
-    *,
-    api: bool = True,
-) -> None:
-    """Run consumer and API until ``stop`` is set; connects by itself when ``connection`` is None."""
-    collector = Collector(settings, api=api)
-    await collector.start(connection)
-    try:
-        await stop.wait()
-    finally:
-        await collector.stop()

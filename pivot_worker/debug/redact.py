@@ -28,7 +28,6 @@ import orjson
 MASK = "***"
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
-COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
 SIGNATURE_HEADERS = frozenset({"x-twilio-signature", "x-pivot-signature"})
 
 # scheme://user:password@  (user and password may be percent-encoded; no '/', '@' or whitespace).
