@@ -64,9 +64,14 @@ def openapi_document() -> dict[str, Any]:
     )
     created_to = _param("created_to", _GREGORIAN, "End of the range, Gregorian seconds (default: now).")
     errors = {
-        "400": _error("A query parameter is unusable; `data` names it (crossbar validation error)."),
-        "401": _error("Missing or unknown X-Auth-Token."),
-        "404": _error("Unknown call, or an account the token may not read (the two are indistinguishable)."),
+        "400": _error(
+            "Validation error: a query parameter is unusable (wrong type, out of range, repeated, "
+            "a bad start_key, a created range over the limit or ascending with descending); "
+            "`data` is `{parameter: {code: {message, cause}}}`."
+        ),
+        "401": _error("Missing, unknown, expired or badly signed X-Auth-Token."),
+        "403": _error("The token is valid but for another account (`forbidden`)."),
+        "404": _error("`not_found`: the path (e.g. a malformed one) reaches no endpoint."),
         "503": _error("The debug store is unavailable."),
     }
     return {
