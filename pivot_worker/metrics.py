@@ -2,19 +2,33 @@
 
 Each worker owns its registry (no process-global state), so tests and embedded workers do not
 collide. Updating costs a few microseconds per request; the exporter runs only when configured.
+The same listener answers ``/livez`` and ``/readyz``; it runs in the worker's event loop, so any
+answer at all proves the loop is running.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import orjson
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .breaker import Breakers, CircuitState
 from .trace import PivotTrace
 from .twiml import TranslationMemo
+
+Readiness = Callable[[], str | None]
+"""Returns ``None`` when the worker is ready, else the name of the check that failed."""
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 9.0)
 
@@ -86,10 +100,45 @@ class WorkerMetrics:
         if trace.attempts > 1:
             self.retries.inc(trace.attempts - 1)
 
-    def serve(self, listen: str) -> None:
-        """Start the exporter thread on ``host:port``."""
+    async def serve(self, listen: str, readiness: Readiness) -> web.AppRunner:
+        """Serve ``/metrics``, ``/livez`` and ``/readyz`` on ``host:port`` in this event loop.
+
+        The caller cleans the returned runner up at shutdown.
+        """
         host, _, port = listen.rpartition(":")
-        start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)  # noqa: S104
+        runner = web.AppRunner(health_app(self.registry, readiness), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port)).start()  # noqa: S104
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return runner
+
+
+def health_app(registry: CollectorRegistry, readiness: Readiness) -> web.Application:
+    """``/metrics`` (Prometheus text), ``/livez`` (the loop answers) and ``/readyz``."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(registry))
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def livez(_request: web.Request) -> web.Response:
+        return web.json_response(body=b'{"status":"ok"}')
+
+    async def readyz(_request: web.Request) -> web.Response:
+        failed = readiness()
+        if failed is None:
+            return web.json_response(body=b'{"status":"ok"}')
+        body = orjson.dumps({"status": "unavailable", "failed": failed})
+        return web.json_response(body=body, status=503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    return app
 
 
 class _MemoCollector(Collector):

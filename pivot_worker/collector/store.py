@@ -88,6 +88,11 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    async def ping(self) -> None:
+        """A trivial query (for ``/healthz``); raises when the database does not answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     # -- writing ------------------------------------------------------------------------------
 
     async def write(self, batch: Sequence[dict[str, Any]]) -> None:

@@ -77,6 +77,11 @@ class DebugPublisher:
         """Traces waiting in the buffer."""
         return len(self._buffer)
 
+    @property
+    def has_channel(self) -> bool:
+        """True while the publisher's channel is open (for the worker's ``/readyz``)."""
+        return self._channel is not None and not self._channel.is_closed
+
     async def start(self, connection: aio_pika.abc.AbstractRobustConnection) -> None:
         """Open an own confirm channel, declare the durable topic exchange, start publishing."""
         if self._task is not None:
