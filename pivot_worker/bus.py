@@ -85,7 +85,7 @@ class Bus:
             await queue.bind(callmgr, self.private_binding)
             self.queue = queue
             return queue
-        await ch.declare_queue(self.dead_queue_name, durable=True)
+        await ch.declare_queue(self.dead_queue_name, durable=True, passive=True)  # made by the link
         queue = await ch.declare_queue(self.settings.queue, durable=True, arguments=self.queue_arguments())
         await queue.bind(callmgr, names.PIVOT_REQ_BINDING)
         self.queue = queue

@@ -14,7 +14,7 @@ from typing import Any
 from . import __version__, logs
 from .cdr import CdrPoster
 from .collector import Collector
-from .runtime import HARD_EXIT_MARGIN_S, exit_after, run_loop, settle_heap, stop_on_signals
+from .runtime import HARD_EXIT_MARGIN_S, exit_after, run_loop, sd_notify, settle_heap, stop_on_signals
 from .settings import Settings, SettingsError, parse_networks
 from .signing import reload_on_sighup
 from .simulate import register as register_simulate
@@ -42,12 +42,14 @@ async def _serve(settings: Settings, *, with_collector: bool) -> int:
             if await _first(cdr.start(), stop.wait()) == 1:
                 return 0
         settle_heap()
+        sd_notify("READY=1")  # systemd Type=notify (deploy/pivot-worker.service)
         if await _first(stop.wait(), worker.link.fatal.wait()) == 1:
             logger.error("exiting: the broker link cannot be restored (%s)", worker.link.fatal_reason)
             exit_code = 1
             stop.set()
     finally:
         stop.set()
+        sd_notify("STOPPING=1")
         if cdr is not None:
             await cdr.stop()
         await worker.stop(why[0] if why else ("broker lost" if exit_code else "stop"))
@@ -113,7 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"pivot-worker: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         return run_loop(_serve(settings, with_collector=not args.no_collector))
     except (OSError, ValueError) as exc:

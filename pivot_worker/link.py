@@ -35,6 +35,7 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 
 from .bus import Bus
 from .logs import LIFECYCLE
+from .queues import bounds, declare_bounded
 from .settings import Settings, redact_url
 from .txbatch import TxBatcher
 
@@ -217,6 +218,9 @@ class BrokerLink:
             client_properties={"connection_name": f"pivot-worker {self.settings.node}"},
         )
         try:
+            if self.private_binding is None:
+                dead_bounds = bounds(self.settings.dead_letter_max_length, self.settings.dead_letter_ttl_s)
+                await declare_bounded(connection, f"{self.settings.queue}.dead", dead_bounds)
             channel = await connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             underlay = await channel.get_underlay_channel()

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -20,6 +21,25 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
         return asyncio.run(main)
     result: int = uvloop.run(main)
     return result
+
+
+def sd_notify(state: str) -> bool:
+    """Send ``state`` (``READY=1``, ``STOPPING=1``) to systemd's ``NOTIFY_SOCKET``, if it is set.
+
+    The ``sd_notify(3)`` protocol without libsystemd: one datagram on a unix socket (a leading ``@``
+    names an abstract socket). ``False`` when there is no socket or the send failed (logged).
+    """
+    path = os.environ.get("NOTIFY_SOCKET", "")
+    if not path:
+        return False
+    address = "\0" + path[1:] if path.startswith("@") else path
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as exc:
+        logging.getLogger(__name__).warning("sd_notify %s to %s failed: %s", state, path, exc)
+        return False
+    return True
 
 
 HARD_EXIT_MARGIN_S = 4.0

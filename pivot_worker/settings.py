@@ -74,6 +74,12 @@ class Settings:
     ledger_url: str = field(default="sqlite:///pivot_ledger", metadata={"secret": True})
     ledger_lease_ms: int = 1000
 
+    # Bounds of the queues nobody may be reading (0 = no bound).
+    dead_letter_max_length: int = 100_000
+    dead_letter_ttl_s: float = 14 * 86400
+    debug_queue_max_length: int = 1_000_000
+    debug_queue_ttl_s: float = 7 * 86400
+
     # The developer's server.
     request_timeout_ms: int = 5000
     max_request_timeout_ms: int = 8000
@@ -105,11 +111,13 @@ class Settings:
     database_url: str = field(default="sqlite:///pivot_debug.sqlite3", metadata={"secret": True})
     debug_retention_days: int = 31
     api_tokens_file: str = ""
+    kazoo_auth_keys: str = ""
     api_listen: str = "127.0.0.1:8000"
 
     # Operations.
     metrics_listen: str = ""
     log_level: str = "INFO"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str, str]] = [
@@ -133,7 +141,12 @@ class Settings:
             (self.max_deliveries >= 1, "MAX_DELIVERIES", "must be at least 1"),
             (self.reconnect_give_up_s > 0, "RECONNECT_GIVE_UP_S", "must be more than 0"),
             (self.ledger_lease_ms >= 1, "LEDGER_LEASE_MS", "must be at least 1"),
+            (self.dead_letter_max_length >= 0, "DEAD_LETTER_MAX_LENGTH", "must be 0 (no bound) or more"),
+            (self.dead_letter_ttl_s >= 0, "DEAD_LETTER_TTL_S", "must be 0 (no bound) or more"),
+            (self.debug_queue_max_length >= 0, "DEBUG_QUEUE_MAX_LENGTH", "must be 0 (no bound) or more"),
+            (self.debug_queue_ttl_s >= 0, "DEBUG_QUEUE_TTL_S", "must be 0 (no bound) or more"),
             (bool(self.amqp_urls), "AMQP_URL", "must name at least one broker"),
+            (self.log_format in ("text", "json"), "LOG_FORMAT", "must be text or json"),
         ]
         for ok, name, why in checks:
             if not ok:

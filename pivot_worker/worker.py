@@ -31,6 +31,7 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aiohttp import web
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, PublishError
 
 from . import amqp_compat, callflow
@@ -41,7 +42,7 @@ from .fetch import Fetcher
 from .ledger import Answer, Entry, Ledger, open_ledger, request_key
 from .ledger.base import ResilientLedger
 from .link import BrokerLink, Epoch
-from .logs import LIFECYCLE
+from .logs import LIFECYCLE, REQUEST_FIELDS
 from .metrics import WorkerMetrics
 from .pipeline import Decision, Pipeline, origin_time
 from .replies import Reply, replies_for
@@ -101,6 +102,7 @@ class Worker:
         self._inflight: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._health: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Open the ledger and the HTTP client, connect, declare and start consuming."""
@@ -125,7 +127,7 @@ class Worker:
         self.metrics.watch_translation_memo(self.pipeline.translations)
         self.metrics.watch_circuits(self.fetcher.breakers)
         if self.settings.metrics_listen:
-            self.metrics.serve(self.settings.metrics_listen)
+            self._health = await self.metrics.serve(self.settings.metrics_listen, self.readiness)
         self._background.append(asyncio.create_task(self._prune_ledger(), name="pivot-ledger-prune"))
         lifecycle_log.info(
             "consuming %s on %s (prefetch %d, node %s)",
@@ -156,6 +158,9 @@ class Worker:
                 await asyncio.wait_for(self._debug_connection.close(), 2)
         await self.link.close()
         await self.ledger.close()
+        if self._health is not None:
+            await self._health.cleanup()
+            self._health = None
         c = self.counts
         lifecycle_log.info(
             "shutdown on %s: %d ok, %d failed, %d dead-lettered, %d requeued, %d resumed, %d in flight",
@@ -167,6 +172,23 @@ class Worker:
             c["resumed"],
             len([t for t in self._inflight if not t.done()]),
         )
+
+    def readiness(self) -> str | None:
+        """``None`` when this worker can take requests, else which check failed (``/readyz``)."""
+        if self.link.fatal.is_set():
+            return "broker_link_fatal"
+        epoch = self.link.epoch
+        if epoch is None or not epoch.alive:
+            return "broker_connection"
+        try:
+            consuming = epoch.consuming()
+        except Exception:  # the channel went away under us
+            consuming = False
+        if not consuming:
+            return "broker_consumer"
+        if self._publisher is not None and not self._publisher.has_channel:
+            return "debug_publisher_channel"
+        return None
 
     # -- one delivery ---------------------------------------------------------------------------
 
@@ -476,15 +498,26 @@ class Worker:
         if not request_log.isEnabledFor(logging.INFO):
             return
         trace = decision.trace
+        fields: dict[str, Any] = {
+            "call_id": decision.call_id or "-",
+            "outcome": decision.outcome.value,
+            "reason": decision.reason.value if decision.reason else "-",
+            "status": _last_status(decision),
+            "attempts": trace.attempts if trace is not None else 0,
+            "ms": round((time.perf_counter() - started) * 1000.0, 1),
+        }
+        if decision.reason is not None:
+            fields["error"] = decision.message[:300]
         request_log.info(
             "call_id=%s outcome=%s reason=%s status=%s attempts=%d ms=%.1f%s",
-            decision.call_id or "-",
-            decision.outcome.value,
-            decision.reason.value if decision.reason else "-",
-            _last_status(decision),
-            trace.attempts if trace is not None else 0,
-            (time.perf_counter() - started) * 1000.0,
-            f" error={decision.message[:300]!r}" if decision.reason is not None else "",
+            fields["call_id"],
+            fields["outcome"],
+            fields["reason"],
+            fields["status"],
+            fields["attempts"],
+            fields["ms"],
+            f" error={fields['error']!r}" if "error" in fields else "",
+            extra={REQUEST_FIELDS: fields},
         )
 
 

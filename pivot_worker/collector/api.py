@@ -5,12 +5,14 @@
 Both answer in crossbar's envelope. Our additions ride on the same paths: ``failed=true`` on the
 list, ``failed``/``reason`` on each row, and the translated ``callflow`` on each result record.
 
-A token that may not read an account gets the same 404 as an unknown call, so ids never leak;
-a missing or unknown token gets 401.
+As crossbar does: a missing, unknown, expired or badly signed token gets 401; a valid token for
+another account gets 403 ``forbidden``; an unknown call on a readable account is a 200 with no data.
+Tokens come from ``PIVOT_API_TOKENS_FILE`` or are Kazoo's own JWTs (see :mod:`.auth`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -44,6 +46,7 @@ class ApiState:
     store: Store
     tokens: TokenBook
     node: str
+    broker_connected: Callable[[], bool] | None = None
 
 
 STATE = web.AppKey("state", ApiState)
@@ -58,10 +61,6 @@ class ApiError(Exception):
         self.status = status
         self.name = name
         self.data = data
-
-
-def not_found(cause: str) -> ApiError:
-    return ApiError(404, "bad_identifier", {"message": "bad identifier", "cause": cause})
 
 
 def _request_id(request: web.Request) -> str:
@@ -96,10 +95,12 @@ async def crossbar_errors(request: web.Request, handler: Handler) -> web.StreamR
     except BadParameter as exc:
         data = envelope.validation_data(exc.parameter, exc.code, exc.message, exc.cause)
         return envelope.error(400, "validation error", data, request_id=rid, auth_token=token, node=node)
-    except web.HTTPMethodNotAllowed:
-        return envelope.error(
+    except web.HTTPMethodNotAllowed as exc:
+        response = envelope.error(
             405, "invalid_method", {"message": "invalid method"}, request_id=rid, auth_token=token, node=node
         )
+        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods)) or "GET"
+        return response
     except web.HTTPNotFound:
         return envelope.error(
             404,
@@ -136,18 +137,18 @@ async def crossbar_errors(request: web.Request, handler: Handler) -> web.StreamR
         )
 
 
-def _authorize(request: web.Request, account_id: str, cause: str) -> str:
-    """The caller's token when it may read ``account_id``; 401, or the 404 an unknown ``cause`` gets."""
+def _authorize(request: web.Request, account_id: str) -> str:
+    """The caller's token when it may read ``account_id``; else 401 (no valid token) or 403 (another's)."""
     state = request.app[STATE]
     token = _token(request)
     grant = state.tokens.accounts(token)
     if grant is None:
         message = "invalid credentials"
         if not state.tokens.configured:
-            message += ": no API tokens are configured (set PIVOT_API_TOKENS_FILE)"
+            message += ": no API tokens are configured (set PIVOT_API_TOKENS_FILE or PIVOT_KAZOO_AUTH_KEYS)"
         raise ApiError(401, "invalid_credentials", {"message": message})
     if not TokenBook.allows(grant, account_id):
-        raise not_found(cause)
+        raise ApiError(403, "forbidden", {"message": "forbidden", "cause": account_id})
     assert token is not None
     return token
 
@@ -185,7 +186,7 @@ def _key_of(gregorian_s: int, *, end: bool = False) -> int:
 
 async def list_calls(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
-    token = _authorize(request, account_id, account_id)
+    token = _authorize(request, account_id)
     query = list_query(request.query)
     state = request.app[STATE]
     limit = UNPAGINATED_LIMIT if query.page_size is None else query.page_size + 1
@@ -219,7 +220,7 @@ async def list_calls(request: web.Request) -> web.Response:
 async def read_call(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
     ident = request.match_info["debug_id"]
-    token = _authorize(request, account_id, ident)
+    token = _authorize(request, account_id)
     bounds = read_range(request.query)
     state = request.app[STATE]
     lo = bounds.created_from if bounds else None
@@ -235,8 +236,6 @@ async def read_call(request: web.Request) -> web.Response:
             hi = bounds.created_to if bounds else None
     if not records:
         records = await state.store.call_events(account_id, ident, created_from=lo, created_to=hi)
-    if not records:
-        raise not_found(ident)
     return envelope.success(
         [_record(e) for e in records], request_id=request[REQUEST_ID], auth_token=token, node=state.node
     )
@@ -246,7 +245,24 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(openapi_document()), content_type=envelope.JSON)
 
 
+HEALTH_DB_TIMEOUT_S = 2.0
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers a trivial query and the consumer's broker connection is open;
+    else 503 naming the check that failed."""
+    state = request.app[STATE]
+    failed = None
+    try:
+        await asyncio.wait_for(state.store.ping(), HEALTH_DB_TIMEOUT_S)
+    except Exception as exc:
+        logger.warning("/healthz: the database check failed (%s: %s)", type(exc).__name__, exc)
+        failed = "database"
+    if failed is None and state.broker_connected is not None and not state.broker_connected():
+        failed = "broker"
+    if failed is not None:
+        body = orjson.dumps({"status": "unavailable", "failed": failed})
+        return web.Response(status=503, body=body, content_type=envelope.JSON)
     return web.Response(body=b'{"status":"ok"}', content_type=envelope.JSON)
 
 
@@ -277,10 +293,18 @@ async def inspector(request: web.Request) -> web.Response:
     )
 
 
-def make_app(store: Store, tokens: TokenBook, *, node: str) -> web.Application:
-    """The aiohttp application; the caller runs it (see :mod:`pivot_worker.collector.service`)."""
+def make_app(
+    store: Store,
+    tokens: TokenBook,
+    *,
+    node: str,
+    broker_connected: Callable[[], bool] | None = None,
+) -> web.Application:
+    """The aiohttp application; the caller runs it (see :mod:`pivot_worker.collector.service`).
+
+    ``broker_connected`` (the consumer's connection is open) is one of ``/healthz``'s checks."""
     app = web.Application(middlewares=[crossbar_errors])
-    app[STATE] = ApiState(store=store, tokens=tokens, node=node)
+    app[STATE] = ApiState(store=store, tokens=tokens, node=node, broker_connected=broker_connected)
     app.router.add_get(DEBUG_PATH, list_calls, allow_head=False)
     app.router.add_get(DEBUG_PATH + "/{debug_id:.+}", read_call, allow_head=False)
     app.router.add_get("/openapi.json", openapi, allow_head=False)

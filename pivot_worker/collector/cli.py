@@ -66,7 +66,7 @@ def _execute(args: argparse.Namespace) -> int:
         return 0
     try:
         settings = _settings(args)
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         if args.command == "run":
             return run_loop(_run(settings, api=not args.no_api))
         if args.command == "migrate":

@@ -24,6 +24,7 @@ import sqlalchemy.exc as sa_exc
 
 from ..contracts import check
 from ..debug.routing import BINDING_KEY
+from ..queues import declare_bounded
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,11 @@ class EventConsumer:
         queue: str | None = None,
         max_batch: int = MAX_BATCH,
         max_wait_s: float = MAX_WAIT_S,
+        queue_arguments: dict[str, Any] | None = None,
     ) -> None:
+        """``queue_arguments``: the queue's bounds when it is created (see :mod:`pivot_worker.queues`)."""
         self.store = store
+        self._queue_arguments = queue_arguments or {}
         self.stats = ConsumerStats()
         self._connection = connection
         self._exchange_name = exchange
@@ -101,14 +105,21 @@ class EventConsumer:
     def queue_name(self) -> str:
         return self._queue_name
 
+    @property
+    def connected(self) -> bool:
+        """True while the consumer's broker connection is open (for ``/healthz``)."""
+        transport = self._connection.transport
+        return not self._connection.is_closed and transport is not None and not transport.connection.is_closed
+
     async def start(self) -> None:
         """Declare the durable exchange, queue and binding, then start consuming."""
+        await declare_bounded(self._connection, self._queue_name, self._queue_arguments)
         self._channel = await self._connection.channel()
         await self._channel.set_qos(prefetch_count=self._max_batch * 2)
         exchange = await self._channel.declare_exchange(
             self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        self._queue = await self._channel.declare_queue(self._queue_name, durable=True)
+        self._queue = await self._channel.declare_queue(self._queue_name, durable=True, passive=True)
         await self._queue.bind(exchange, BINDING_KEY)
         self._flusher = asyncio.create_task(self._flush_loop(), name="pivot-collector-flush")
         self._tag = await self._queue.consume(self._on_message)

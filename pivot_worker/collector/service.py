@@ -17,6 +17,7 @@ import aio_pika
 import aio_pika.abc
 from aiohttp import web
 
+from ..queues import bounds
 from ..settings import Settings, SettingsError
 from .api import make_app
 from .auth import KazooKeys, TokenBook
@@ -98,6 +99,7 @@ class Collector:
                 queue=self._queue,
                 max_batch=self._max_batch,
                 max_wait_s=self._max_wait_s,
+                queue_arguments=bounds(self.settings.debug_queue_max_length, self.settings.debug_queue_ttl_s),
             )
             await self.consumer.start()
             if self._listen is not None and self._tokens is not None:
