@@ -16,7 +16,6 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import jwt
@@ -172,12 +171,6 @@ class TokenBook:
         self._checked = clock if clock is not None else 0.0
         if path:
             self._load(initial=True)
-
-    @classmethod
-    def from_mapping(cls, grants: Mapping[str, list[str] | str]) -> TokenBook:
-        book = cls("")
-        book._grants = parse_tokens(orjson.dumps(dict(grants)), "tokens")
-        return book
 
     @property
     def configured(self) -> bool:
