@@ -197,3 +197,29 @@ def _fits(body: bytes, ctx: Any) -> bool:
     except TranslationError:
         return False
     return True
+
+
+# The decision for each TwimlContext field: in the memo key (a change gives another translation) or
+# left out (and why, in pivot_worker.twiml.memo.NOT_IN_KEY). A new field fails here until decided.
+KEYED = {
+    "document_url",
+    "request_format",
+    "request_body_format",
+    "continuation_key",
+    "max_iterations",
+    "recording_url",
+    "account_id",
+    "debug",
+    "request_timeout_ms",
+}
+
+
+def test_every_context_field_is_either_keyed_or_left_out_for_a_stated_reason() -> None:
+    from dataclasses import fields
+
+    from pivot_worker.twiml.context import TwimlContext
+    from pivot_worker.twiml.memo import NOT_IN_KEY
+
+    names = {f.name for f in fields(TwimlContext)}
+    assert names == KEYED | set(NOT_IN_KEY), "decide whether the new TwimlContext field keys the memo"
+    assert not KEYED & set(NOT_IN_KEY)
