@@ -1,7 +1,7 @@
 """deploy/compose.yaml: YAML, the Compose Specification schema, and what the services must carry.
 
-No Docker engine runs the tests, so ``docker compose config`` is replaced by the Compose
-Specification JSON Schema (tests/data/schemas/README.md says where it comes from).
+The Compose Specification JSON Schema (tests/data/schemas/README.md says where it comes from)
+checks the structure here; test_compose_cli.py has the Compose implementation read the file too.
 """
 
 from __future__ import annotations
