@@ -16,8 +16,10 @@ class TwimlContext:
 
     ``check_url`` is the worker's static safety check; it is called for every follow-up and media
     URL the flow will name and raises ``PivotError`` (``blocked_address`` or ``invalid_url``).
-    The last three fields are optional extras copied into nested ``pivot`` nodes so follow-up
-    requests behave like the first one; ``account_id`` scopes ad-hoc conference rooms.
+    ``debug`` and ``request_timeout_ms`` are optional extras copied into nested ``pivot`` nodes so
+    follow-up requests behave like the first one; ``account_id`` scopes ad-hoc conference rooms.
+    ``after_dial_extension`` (``PIVOT_AFTER_DIAL_EXTENSION``) is the extension Kazoo transfers the
+    caller to when an answered ``<Dial>`` ends (empty: an answered Dial ends the call).
     """
 
     document_url: str
@@ -32,6 +34,7 @@ class TwimlContext:
     account_id: str = ""
     debug: bool = False
     request_timeout_ms: int | None = None
+    after_dial_extension: str = ""
 
     @property
     def iteration(self) -> int:

@@ -44,8 +44,21 @@ REDIRECT = "redirect"
 ENQUEUE = "enqueue"
 RESUME = "resume"
 """Kinds of callback; ``resume`` means "no fetch: translate the carried verbs"."""
+AFTER_DIAL = "after_dial"
+"""An answered ``<Dial>`` ended: fetch ``url`` (the Dial action) or run the carried verbs.
 
-_KIND_CODES = {GATHER: "g", RECORD: "r", DIAL: "d", REDIRECT: "x", ENQUEUE: "q", RESUME: "s"}
+This token travels in the call's ``Custom-Application-Vars`` (see :mod:`.after_dial`), not in a
+``voice_url``, so it names the URL and method to request itself."""
+
+_KIND_CODES = {
+    GATHER: "g",
+    RECORD: "r",
+    DIAL: "d",
+    REDIRECT: "x",
+    ENQUEUE: "q",
+    RESUME: "s",
+    AFTER_DIAL: "a",
+}
 _CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 
 _RAW = 1
@@ -77,6 +90,9 @@ class Continuation:
     base_url: str = ""
     recording_url: str = ""
     dial_status: str = ""
+    url: str = ""
+    method: str = ""
+    """``url`` and ``method``: what to request, for a token carried outside a ``voice_url``."""
 
 
 def _require_key(key: bytes) -> None:
@@ -99,6 +115,8 @@ def _payload(cont: Continuation) -> dict[str, Any]:
         base_url=cont.base_url,
         recording_url=cont.recording_url,
         dial_status=cont.dial_status,
+        url=cont.url,
+        method=cont.method,
     )
 
 
@@ -114,6 +132,8 @@ def payload(
     base_url: str = "",
     recording_url: str = "",
     dial_status: str = "",
+    url: str = "",
+    method: str = "",
 ) -> dict[str, Any]:
     """The JSON object a token carries for these :class:`Continuation` fields (defaults left out)."""
     out: dict[str, Any] = {"c": call_id, "i": iteration, "k": _KIND_CODES[kind]}
@@ -131,6 +151,10 @@ def payload(
         out["ru"] = recording_url
     if dial_status:
         out["ds"] = dial_status
+    if url:
+        out["a"] = url
+    if method:
+        out["m"] = method
     return out
 
 
@@ -288,4 +312,6 @@ def _from_payload(data: object) -> Continuation:
         base_url=_str(data, "u"),
         recording_url=_str(data, "ru"),
         dial_status=_str(data, "ds"),
+        url=_str(data, "a"),
+        method=_str(data, "m"),
     )

@@ -198,22 +198,7 @@ class State:
         too (after its error prompt), and an explicit hangup beats Kazoo's "lost" path.
         """
         ctx = self.ctx
-        following = ctx.iteration + 1
-        if following > ctx.max_iterations:
-            raise self.fatal(
-                element,
-                "redirect-loop",
-                f"this would be request {following} of the call; PIVOT_MAX_ITERATIONS allows "
-                f"{ctx.max_iterations}",
-                Reason.REDIRECT_LOOP,
-            )
-        raw = orjson.dumps(payload(ctx.call_id, following, kind, self.variables, **fields))
-        try:
-            token = seal_json(raw, ctx.continuation_key)
-        except PivotError as exc:
-            if exc.reason is Reason.LIMIT_EXCEEDED:
-                raise self.fatal(element, "continuation-size", str(exc), Reason.LIMIT_EXCEEDED) from exc
-            raise
+        raw, token = self._seal(element, kind, fields)
         data: dict[str, Any] = {
             "voice_url": attach_token(url, token),
             "method": method,
@@ -226,6 +211,36 @@ class State:
             data["req_timeout_ms"] = min(ctx.request_timeout_ms, PIVOT_TIMEOUT_CAP_MS)
         self.sealed.append(SealedCallback(data, url, raw))
         return self.node(element, "pivot", data, {"_": self.fixed_node(element, HANGUP)})
+
+
+    def token(self, element: etree._Element, kind: str, **fields: Any) -> str:
+        """A signed continuation of ``kind`` for the next request, carried outside a ``voice_url``.
+
+        Such a token names the call outside a callback node, so the flow is never reused for
+        another call (:meth:`bind_to_call`).
+        """
+        self.bind_to_call()
+        return self._seal(element, kind, fields)[1]
+
+    def _seal(self, element: etree._Element, kind: str, fields: dict[str, Any]) -> tuple[bytes, str]:
+        """The payload for the next request and its token, under the loop guard and size bound."""
+        ctx = self.ctx
+        following = ctx.iteration + 1
+        if following > ctx.max_iterations:
+            raise self.fatal(
+                element,
+                "redirect-loop",
+                f"this would be request {following} of the call; PIVOT_MAX_ITERATIONS allows "
+                f"{ctx.max_iterations}",
+                Reason.REDIRECT_LOOP,
+            )
+        raw = orjson.dumps(payload(ctx.call_id, following, kind, self.variables, **fields))
+        try:
+            return raw, seal_json(raw, ctx.continuation_key)
+        except PivotError as exc:
+            if exc.reason is Reason.LIMIT_EXCEEDED:
+                raise self.fatal(element, "continuation-size", str(exc), Reason.LIMIT_EXCEEDED) from exc
+            raise
 
 
 class SealedCallback:

@@ -211,6 +211,7 @@ KEYED = {
     "account_id",
     "debug",
     "request_timeout_ms",
+    "after_dial_extension",
 }
 
 
