@@ -83,7 +83,7 @@ def twiml_params(call: Mapping[str, Any]) -> dict[str, Any]:
             "AccountSid": call.get("Account-ID"),
             "ApiVersion": TWIML_API_VERSION,
             "CallSid": call.get("Call-ID"),
-            "CallStatus": kvs.get("call_status"),
+            "CallStatus": kvs.get("call_status") or first_call_status(call),
             "Called": to_user,
             "Caller": from_user,
             "CallerName": call.get("Caller-ID-Name"),
@@ -99,6 +99,17 @@ def twiml_params(call: Mapping[str, Any]) -> dict[str, Any]:
             "ToRealm": call.get("To-Realm"),
         }
     )
+
+
+def first_call_status(call: Mapping[str, Any]) -> str:
+    """Twilio's ``CallStatus`` for a call's first request, which Kazoo leaves out.
+
+    A callflow reaches its pivot node on an inbound call before anything answered it (``pivot``
+    does not answer), which Twilio calls ``ringing``; an outbound call (originated through Kazoo's
+    API) runs its callflow once the called party answered: ``in-progress``. Follow-up requests
+    send ``in-progress`` (``twiml.plan_followup``).
+    """
+    return "in-progress" if call.get("Call-Direction") == "outbound" else "ringing"
 
 
 def request_params(call: Mapping[str, Any], request_format: str) -> dict[str, Any]:

@@ -227,7 +227,7 @@ class Pipeline:
         at_stale_point = remaining_s < timeout_ms / 1000.0
         deadline = asyncio.get_running_loop().time() + min(timeout_ms / 1000.0, remaining_s)
 
-        url, continuation = twiml.open_continuation(request.voice_uri, key=self._continuation_key)
+        request, url, continuation = self._open_continuation(request)
         params = request_params(request.call, request.request_format)
         if continuation is not None:
             followup = twiml.plan_followup(continuation, request.call, request.request_format)
@@ -261,6 +261,25 @@ class Pipeline:
                 ) from exc
             raise
         return self._document_to_flow(result, request, continuation, trace)
+
+    def _open_continuation(
+        self, request: PivotRequest
+    ) -> tuple[PivotRequest, str, twiml.Continuation | None]:
+        """The URL to request and the continuation: from the ``Voice-URI``'s token, or, for the
+        operator's after-dial callflow, from the call's variables (the request then takes the
+        method and formats the token names, as a nested pivot node would give them)."""
+        key = self._continuation_key
+        if not twiml.is_after_dial(request.voice_uri):
+            url, continuation = twiml.open_continuation(request.voice_uri, key=key)
+            return request, url, continuation
+        continuation = twiml.open_after_dial(request.call, key=key)
+        request = dataclasses.replace(
+            request,
+            method="post" if continuation.method == "post" else "get",
+            request_format="kazoo" if continuation.request_format == "kazoo" else "twiml",
+            body_format="json" if continuation.body_format == "json" else "form",
+        )
+        return request, continuation.url or continuation.base_url or request.voice_uri, continuation
 
     async def _serve_with_fallback(
         self,
@@ -358,6 +377,7 @@ class Pipeline:
             account_id=request.account_id or "",
             debug=request.debug,
             request_timeout_ms=request.timeout_ms,
+            after_dial_extension=self.settings.after_dial_extension,
         )
         translation = self.translations.translate(body, ctx)
         trace.warnings.extend(translation.warnings)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .twiml.after_dial import EXTENSION as AFTER_DIAL_EXTENSION
+
 ENV_PREFIX = "PIVOT_"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -100,6 +102,7 @@ class Settings:
     continuation_key: str = field(default="", metadata={"secret": True})
     recording_url: str = ""
     translation_memo: int = 256
+    after_dial_extension: str = ""
 
     # Call records (CDR-URI): post them from CHANNEL_DESTROY (README, "CDR callbacks").
     cdr: bool = True
@@ -134,6 +137,12 @@ class Settings:
             (self.breaker_open_s > 0, "BREAKER_OPEN_S", "must be more than 0"),
             (self.max_iterations >= 1, "MAX_ITERATIONS", "must be at least 1"),
             (self.translation_memo >= 0, "TRANSLATION_MEMO", "must be 0 or more"),
+            (
+                not self.after_dial_extension
+                or AFTER_DIAL_EXTENSION.fullmatch(self.after_dial_extension) is not None,
+                "AFTER_DIAL_EXTENSION",
+                "must be a dialplan extension: 1 to 64 of A-Z a-z 0-9 * # + _ . -",
+            ),
             (self.shutdown_grace_s >= 0, "SHUTDOWN_GRACE_S", "must be 0 or more"),
             (self.debug_buffer >= 1, "DEBUG_BUFFER", "must be at least 1"),
             (self.debug_retention_days >= 1, "DEBUG_RETENTION_DAYS", "must be at least 1"),

@@ -92,7 +92,10 @@ class Continuation:
     dial_status: str = ""
     url: str = ""
     method: str = ""
-    """``url`` and ``method``: what to request, for a token carried outside a ``voice_url``."""
+    request_format: str = ""
+    body_format: str = ""
+    """``url`` to ``body_format``: what a nested ``pivot`` node would say, for a token carried
+    outside one (``after_dial``)."""
 
 
 def _require_key(key: bytes) -> None:
@@ -117,6 +120,8 @@ def _payload(cont: Continuation) -> dict[str, Any]:
         dial_status=cont.dial_status,
         url=cont.url,
         method=cont.method,
+        request_format=cont.request_format,
+        body_format=cont.body_format,
     )
 
 
@@ -134,6 +139,8 @@ def payload(
     dial_status: str = "",
     url: str = "",
     method: str = "",
+    request_format: str = "",
+    body_format: str = "",
 ) -> dict[str, Any]:
     """The JSON object a token carries for these :class:`Continuation` fields (defaults left out)."""
     out: dict[str, Any] = {"c": call_id, "i": iteration, "k": _KIND_CODES[kind]}
@@ -155,6 +162,10 @@ def payload(
         out["a"] = url
     if method:
         out["m"] = method
+    if request_format:
+        out["rf"] = request_format
+    if body_format:
+        out["bf"] = body_format
     return out
 
 
@@ -226,6 +237,12 @@ def attach_token(url: str, token: str) -> str:
 
 def _invalid(why: str) -> PivotError:
     return PivotError(f"continuation token rejected: {why}", reason=Reason.INVALID_CONTINUATION)
+
+
+def open_token(token: str, *, key: bytes) -> Continuation:
+    """Verify and read a bare token (one kept outside a URL); ``PivotError`` as :func:`open_continuation`."""
+    _require_key(key)
+    return _decode(token, key)
 
 
 def open_continuation(voice_uri: str, *, key: bytes) -> tuple[str, Continuation | None]:
@@ -314,4 +331,6 @@ def _from_payload(data: object) -> Continuation:
         dial_status=_str(data, "ds"),
         url=_str(data, "a"),
         method=_str(data, "m"),
+        request_format=_str(data, "rf"),
+        body_format=_str(data, "bf"),
     )

@@ -8,6 +8,7 @@ every pivot_req) holds the digits themselves.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,23 +70,10 @@ def plan_followup(cont: Continuation, call: Mapping[str, Any], request_format: s
             reason=Reason.INVALID_CONTINUATION,
             detail={"token_call_id": cont.call_id},
         )
-    base_url = cont.base_url or None
-    if cont.kind == continuation.RESUME:
-        return Followup({}, (cont.remaining or "").encode() or EMPTY_DOCUMENT, cont.iteration, base_url)
-
-    request: dict[str, Any] = {"CallStatus": "in-progress"}
-    if cont.kind == continuation.GATHER:
-        digits = collected_digits(call, cont.collection)
-        if not digits and not cont.action_on_empty:
-            return Followup(
-                {}, cont.remaining.encode() if cont.remaining else EMPTY_DOCUMENT, cont.iteration, base_url
-            )
-        request["Digits"] = digits
-    elif cont.kind == continuation.RECORD and cont.recording_url:
-        request["RecordingUrl"] = cont.recording_url
-    elif cont.kind == continuation.DIAL and cont.dial_status:
-        request["DialCallStatus"] = cont.dial_status
-
+    if _runs_locally(cont, call):
+        document = cont.remaining.encode() if cont.remaining else EMPTY_DOCUMENT
+        return Followup({}, document, cont.iteration, cont.base_url or None)
+    request = _request_params(cont, call)
     params: dict[str, Any] = dict(cont.variables)  # user variables: lowest precedence
     if request_format == "twiml":
         params.update(call_aliases(call))
@@ -93,5 +81,47 @@ def plan_followup(cont: Continuation, call: Mapping[str, Any], request_format: s
         params["Call-Status"] = request["CallStatus"]
         if "RecordingUrl" in request:
             params["Recording-Url"] = request["RecordingUrl"]
+            params["Recording-ID"] = request["RecordingSid"]
     params.update(request)
     return Followup(params, None, cont.iteration)
+
+
+def _runs_locally(cont: Continuation, call: Mapping[str, Any]) -> bool:
+    """No fetch: carried verbs, a Gather that got no input (and has no empty-result action), or
+    an answered Dial without an action."""
+    if cont.kind == continuation.RESUME:
+        return True
+    if cont.kind == continuation.AFTER_DIAL:
+        return not cont.url
+    if cont.kind == continuation.GATHER:
+        return not cont.action_on_empty and not collected_digits(call, cont.collection)
+    return False
+
+
+def _request_params(cont: Continuation, call: Mapping[str, Any]) -> dict[str, Any]:
+    """Twilio's parameters for this kind of callback (Twilio's names, in both request formats)."""
+    request: dict[str, Any] = {"CallStatus": "in-progress"}
+    if cont.kind == continuation.GATHER:
+        request["Digits"] = collected_digits(call, cont.collection)
+    elif cont.kind == continuation.RECORD and cont.recording_url:
+        request["RecordingUrl"] = cont.recording_url
+        request["RecordingSid"] = recording_sid(cont.recording_url)
+    elif cont.kind == continuation.DIAL and cont.dial_status:
+        request["DialCallStatus"] = cont.dial_status
+        request["DialBridged"] = "false"
+    elif cont.kind == continuation.AFTER_DIAL:
+        request["DialCallStatus"] = cont.dial_status or "completed"
+        request["DialBridged"] = "true"
+        other_leg = call.get("Other-Leg-Call-ID")
+        if isinstance(other_leg, str) and other_leg:
+            request["DialCallSid"] = other_leg
+    return request
+
+
+def recording_sid(recording_url: str) -> str:
+    """A stable id for a recording: ``RE`` and 32 hex digits, as Twilio's ``RecordingSid`` looks.
+
+    Kazoo gives recordings no id of their own; this one is derived from the recording's URL (which
+    names the call), so the same recording always gets the same id. It names no API resource.
+    """
+    return "RE" + hashlib.md5(recording_url.encode(), usedforsecurity=False).hexdigest()

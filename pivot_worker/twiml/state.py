@@ -212,7 +212,6 @@ class State:
         self.sealed.append(SealedCallback(data, url, raw))
         return self.node(element, "pivot", data, {"_": self.fixed_node(element, HANGUP)})
 
-
     def token(self, element: etree._Element, kind: str, **fields: Any) -> str:
         """A signed continuation of ``kind`` for the next request, carried outside a ``voice_url``.
 
@@ -220,7 +219,8 @@ class State:
         another call (:meth:`bind_to_call`).
         """
         self.bind_to_call()
-        return self._seal(element, kind, fields)[1]
+        formats = {"request_format": self.ctx.request_format, "body_format": self.ctx.request_body_format}
+        return self._seal(element, kind, {**formats, **fields})[1]
 
     def _seal(self, element: etree._Element, kind: str, fields: dict[str, Any]) -> tuple[bytes, str]:
         """The payload for the next request and its token, under the loop guard and size bound."""

@@ -39,6 +39,7 @@ def test_twiml_format_param_set_with_twilio_aliases() -> None:
         "AccountSid": "3a1b2c4d5e6f708192a3b4c5d6e7f809",
         "ApiVersion": "2010-04-01",
         "CallSid": "c1@10.0.0.5",
+        "CallStatus": "ringing",
         "Called": "2000",
         "Caller": "1001",
         "CallerName": "Alice Smith",
@@ -50,6 +51,16 @@ def test_twiml_format_param_set_with_twilio_aliases() -> None:
         "To": "2000",
         "ToRealm": "sip.example.com",
     }
+
+
+def test_first_request_call_status_follows_the_call_direction() -> None:
+    call = _call()
+    assert twiml_params(call)["CallStatus"] == "ringing"
+    call["Call-Direction"] = "outbound"
+    assert twiml_params(call)["CallStatus"] == "in-progress"
+    call["Key-Value-Store"]["call_status"] = "completed"
+    assert twiml_params(call)["CallStatus"] == "completed"
+    assert "Call-Status" not in kazoo_params(_call())  # Kazoo's own format leaves it out
 
 
 def test_digit_pressed_wins_over_collections_and_kvs_values_are_sent() -> None:

@@ -44,6 +44,10 @@ def test_from_env_converts_types_and_overrides_win() -> None:
         ({"PIVOT_HOST_CONCURRENCY": "0"}, "PIVOT_HOST_CONCURRENCY must be at least 1"),
         ({"PIVOT_BREAKER_FAILURES": "-1"}, "PIVOT_BREAKER_FAILURES must be 0 (off) or more"),
         ({"PIVOT_BREAKER_OPEN_S": "0"}, "PIVOT_BREAKER_OPEN_S must be more than 0"),
+        (
+            {"PIVOT_AFTER_DIAL_EXTENSION": "77:XML:context_2"},
+            "PIVOT_AFTER_DIAL_EXTENSION must be a dialplan extension",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

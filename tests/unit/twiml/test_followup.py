@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from pivot_worker.errors import PivotError, Reason
 from pivot_worker.twiml import Continuation, call_aliases, plan_followup
-from pivot_worker.twiml.continuation import DIAL, ENQUEUE, GATHER, RECORD, REDIRECT, RESUME
+from pivot_worker.twiml.continuation import AFTER_DIAL, DIAL, ENQUEUE, GATHER, RECORD, REDIRECT, RESUME
 
 from .support import CALL_ID
 
@@ -81,10 +82,52 @@ def test_record_sends_recording_url_in_both_formats() -> None:
     assert "Caller" not in kazoo
 
 
+def test_record_sends_a_stable_recording_sid() -> None:
+    cont = Continuation(call_id=CALL_ID, iteration=2, kind=RECORD, recording_url="https://s/r/c.mp3")
+    sid = plan_followup(cont, _call(), "twiml").params["RecordingSid"]
+    assert re.fullmatch(r"RE[0-9a-f]{32}", sid)
+    assert plan_followup(cont, _call(), "kazoo").params["Recording-ID"] == sid
+    other = Continuation(call_id=CALL_ID, iteration=3, kind=RECORD, recording_url="https://s/r/d.mp3")
+    assert plan_followup(other, _call(), "twiml").params["RecordingSid"] != sid
+
+
 @pytest.mark.parametrize("status", ["busy", "no-answer", "failed"])
 def test_dial_failure_status(status: str) -> None:
     cont = Continuation(call_id=CALL_ID, iteration=2, kind=DIAL, dial_status=status)
-    assert plan_followup(cont, _call(), "twiml").params["DialCallStatus"] == status
+    params = plan_followup(cont, _call(), "twiml").params
+    assert (params["DialCallStatus"], params["DialBridged"]) == (status, "false")
+
+
+def test_after_an_answered_dial_the_action_gets_completed_and_bridged() -> None:
+    cont = Continuation(
+        call_id=CALL_ID,
+        iteration=3,
+        kind=AFTER_DIAL,
+        url="https://a/after",
+        method="post",
+        dial_status="completed",
+    )
+    plan = plan_followup(cont, _call(**{"Other-Leg-Call-ID": "b-leg-1"}), "twiml")
+    assert plan.local_document is None
+    assert plan.iteration == 3
+    assert plan.params == {
+        "Caller": "1001",
+        "Called": "2000",
+        "CallStatus": "in-progress",
+        "DialCallStatus": "completed",
+        "DialBridged": "true",
+        "DialCallSid": "b-leg-1",
+    }
+    assert "DialCallSid" not in plan_followup(cont, _call(), "twiml").params  # only when Kazoo names it
+
+
+def test_after_an_answered_dial_without_action_runs_the_verbs_after_it() -> None:
+    rest = "<Response><Say>How was your call?</Say></Response>"
+    cont = Continuation(
+        call_id=CALL_ID, iteration=3, kind=AFTER_DIAL, remaining=rest, base_url="https://a/doc"
+    )
+    plan = plan_followup(cont, _call(), "twiml")
+    assert (plan.local_document, plan.document_url, plan.params) == (rest.encode(), "https://a/doc", {})
 
 
 def test_redirect_and_enqueue_send_only_common_params() -> None:
