@@ -156,7 +156,7 @@ class Pipeline:
         stale_at = origin_time(timestamp, received_at) + self.settings.stale_after_ms / 1000.0
         try:
             _check_call_event_key(request.call_id)
-            decision.flow = self._with_cdr(request, await self._serve(request, trace, stale_at))
+            decision.flow = self._with_call_vars(request, await self._serve(request, trace, stale_at))
             if self._now() >= stale_at:
                 raise StaleRequest(
                     f"answer ready {round((self._now() - stale_at) * 1000)} ms after the stale point "
@@ -386,16 +386,27 @@ class Pipeline:
     def _check_followup_url(self, url: str) -> None:
         check_url(url, self.policy)
 
-    def _with_cdr(self, request: PivotRequest, flow: dict[str, Any]) -> dict[str, Any]:
+    def _with_call_vars(self, request: PivotRequest, flow: dict[str, Any]) -> dict[str, Any]:
         """The final flow (Kazoo JSON or translated TwiML, validated), wrapped in a ``set_variables``
-        node that stores the ``CDR-URI`` on the channel for the CDR poster (``pivot_worker/cdr.py``).
+        node when the call's ``Custom-Application-Vars`` need a change:
 
-        Not wrapped again when the call's ``Custom-Application-Vars`` already hold the same values (a
-        nested pivot of a call whose earlier flow was wrapped). A URL the worker would refuse to
-        fetch is refused now (``blocked_address``, ``invalid_url``), located at ``/CDR-URI``.
+        * the ``CDR-URI``, stored on the channel for the CDR poster (``pivot_worker/cdr.py``);
+        * a pending after-dial continuation, disarmed (``twiml.after_dial``): it belonged to a Dial
+          whose flow has been left, and only a Dial in this flow may arm a new one.
+
+        Not wrapped when the variables already hold these values (a nested pivot of a call whose
+        earlier flow was wrapped).
         """
-        if request.cdr_uri is None:
+        variables = {**self._cdr_vars(request), **twiml.after_dial_disarmed(request.call)}
+        if not variables or cdr.already_set(request.call, variables):
             return flow
+        return cdr.wrap_flow(flow, variables)
+
+    def _cdr_vars(self, request: PivotRequest) -> dict[str, str]:
+        """What the CDR poster needs on the channel; a ``CDR-URI`` the worker would refuse to fetch
+        is refused now (``blocked_address``, ``invalid_url``), located at ``/CDR-URI``."""
+        if request.cdr_uri is None:
+            return {}
         try:
             check_url(request.cdr_uri, self.policy)
         except PivotError as exc:
@@ -404,10 +415,7 @@ class Pipeline:
                 reason=exc.reason,
                 findings=[Finding(exc.reason.value, str(exc), "/CDR-URI")],
             ) from None
-        variables = cdr.cdr_vars(request, request.cdr_uri)
-        if cdr.already_set(request.call, variables):
-            return flow
-        return cdr.wrap_flow(flow, variables)
+        return cdr.cdr_vars(request, request.cdr_uri)
 
 
 def _check_call_event_key(call_id: str) -> None:

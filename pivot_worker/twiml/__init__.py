@@ -8,7 +8,7 @@ without fetching); :func:`translate_twiml` turns a document into a validated cal
 
 from __future__ import annotations
 
-from .after_dial import is_after_dial, open_after_dial
+from .after_dial import after_dial_disarmed, is_after_dial, open_after_dial
 from .context import Translation, TwimlContext
 from .continuation import TOKEN_PARAM, Continuation, open_continuation
 from .followup import Followup, call_aliases, plan_followup
@@ -22,6 +22,7 @@ __all__ = [
     "Translation",
     "TranslationMemo",
     "TwimlContext",
+    "after_dial_disarmed",
     "call_aliases",
     "is_after_dial",
     "open_after_dial",

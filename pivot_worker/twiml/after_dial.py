@@ -63,3 +63,18 @@ def open_after_dial(call: Mapping[str, Any], *, key: bytes) -> Continuation:
     if not isinstance(value, str) or value in ("", NOTHING_FOLLOWS):
         return Continuation(call_id=str(call.get("Call-ID", "")), iteration=1, kind=RESUME)
     return open_token(value, key=key)
+
+
+def after_dial_disarmed(call: Mapping[str, Any]) -> dict[str, str]:
+    """The variable change that disarms a pending continuation (``{}`` when none is pending).
+
+    Every flow the worker publishes starts with it while one is pending, so a later bridge in the
+    call (a Kazoo JSON flow's own dial, say) that still triggers Kazoo's transfer finds
+    :data:`NOTHING_FOLLOWS` and hangs up, as Kazoo would have, instead of replaying an old Dial's
+    action. A Dial in the new flow then arms its own.
+    """
+    cavs = call.get("Custom-Application-Vars")
+    value = cavs.get(CALL_VAR) if isinstance(cavs, Mapping) else None
+    if isinstance(value, str) and value not in ("", NOTHING_FOLLOWS):
+        return {CALL_VAR: NOTHING_FOLLOWS}
+    return {}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pivot_worker.errors import PivotError, Reason
-from pivot_worker.twiml import is_after_dial, open_after_dial
+from pivot_worker.twiml import after_dial_disarmed, is_after_dial, open_after_dial
 from pivot_worker.twiml.after_dial import AFTER_DIAL_URL, CALL_VAR, EXTENSION, NOTHING_FOLLOWS
 from pivot_worker.twiml.continuation import AFTER_DIAL, RESUME, Continuation, payload, seal_payload
 
@@ -77,3 +77,18 @@ def test_extension_accepts_dialplan_extensions(extension: str) -> None:
 @pytest.mark.parametrize("extension", ["", "77 XML context_2", "7799:XML:context_2", "x" * 65, "ext\n"])
 def test_extension_refuses_dialplan_and_context_parts(extension: str) -> None:
     assert not EXTENSION.fullmatch(extension)
+
+
+@pytest.mark.parametrize(
+    ("cavs", "expected"),
+    [
+        ({CALL_VAR: "AQ-some-token"}, {CALL_VAR: NOTHING_FOLLOWS}),
+        ({CALL_VAR: NOTHING_FOLLOWS}, {}),
+        ({CALL_VAR: ""}, {}),
+        ({"other": "x"}, {}),
+    ],
+)
+def test_a_pending_continuation_is_disarmed_by_the_next_flow(
+    cavs: dict[str, Any], expected: dict[str, str]
+) -> None:
+    assert after_dial_disarmed(_call(**cavs)) == expected
