@@ -437,15 +437,23 @@ def _check_call_event_key(call_id: str) -> None:
 def _merge_followup(base: dict[str, Any], followup: dict[str, Any]) -> dict[str, Any]:
     """Kazoo's precedence (docs/kazoo-contract.md §4.3): format params win over request and user vars.
 
-    ``Digits`` is the exception: on a follow-up only the translation knows which collection holds
-    this step's digits, so its value (flat, as Twilio sends it) replaces the call's whole
-    ``dtmf_collections`` object, and without one no stale digits are sent.
+    The exceptions are what only the follow-up knows:
+
+    * ``Digits``: only the translation knows which collection holds this step's digits, so its
+      value (flat, as Twilio sends it) replaces the call's whole ``dtmf_collections`` object, and
+      without one no stale digits are sent;
+    * the call's status: the base params' first-request guess (``ringing``) is wrong once the
+      call's flow has run.
     """
     merged = {**followup, **base}
-    merged.pop("Digits", None)
-    if "Digits" in followup:
-        merged["Digits"] = followup["Digits"]
+    for name in _FOLLOWUP_WINS:
+        merged.pop(name, None)
+        if name in followup:
+            merged[name] = followup[name]
     return merged
+
+
+_FOLLOWUP_WINS = ("Digits", "CallStatus", "Call-Status")
 
 
 def _derived_key(settings: Settings) -> bytes:
