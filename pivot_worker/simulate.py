@@ -95,6 +95,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="ask for the digits at each collect once --digits ran out (an empty line is a timeout)",
     )
+    cmd.add_argument(
+        "--answer-dials",
+        action="store_true",
+        help="dials are answered, then the called party hangs up (default: not answered); with "
+        "PIVOT_AFTER_DIAL_EXTENSION set the caller goes on to the Dial's action or next verbs",
+    )
     cmd.add_argument("--max-steps", type=int, default=50, help="stop after this many steps (50)")
     cmd.add_argument("--amqp-url", help="broker (PIVOT_AMQP_URL)")
     cmd.add_argument(
@@ -125,6 +131,7 @@ class Options:
     worker: str = "auto"
     allow_local: bool = True
     interactive: bool = False
+    answer_dials: bool = False
 
 
 def _ask_digits() -> str | None:
@@ -156,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         worker=args.worker,
         allow_local=args.allow_local,
         interactive=args.interactive,
+        answer_dials=args.answer_dials,
     )
     try:
         return run_loop(simulate(options, sys.stdout))
@@ -451,7 +459,14 @@ class Call:
         controller = f"pid://<0.{4000 + secrets.randbelow(5000)}.0>/{self.reply_queue_name}"
         self.call = build_call(self.call_id, controller, options.caller)
         ask = _ask_digits if options.interactive else None
-        self.state = CallState(list(options.digits), self.call["Key-Value-Store"], options.max_steps, ask=ask)
+        self.state = CallState(
+            list(options.digits),
+            self.call["Key-Value-Store"],
+            options.max_steps,
+            ask=ask,
+            variables=self.call["Custom-Application-Vars"],
+            answer_dials=options.answer_dials,
+        )
         self.replies: asyncio.Queue[Reply] = asyncio.Queue()
         self.traces = TraceSink()
 

@@ -17,6 +17,12 @@ What the simulated caller does:
 * every dial (``resources``, ``offnet``, ``user``, ``device``, ``ring_group``) is not answered: the
   child ``NO_ANSWER`` runs if there is one, else ``_`` for ``user``/``device``/``ring_group``, while
   ``resources``/``offnet`` without that child end the call, as in Kazoo (docs/twiml.md, Dial);
+* unless dials are answered (``answer_dials``): the called party answers and later hangs up. With
+  a transfer armed by ``after_bridge``, Kazoo would then route the caller to that extension, whose
+  callflow (docs/twiml.md, "After an answered Dial") is a pivot to the after-dial URL: the walk stops
+  at that pivot. Without one the call ends (``bridged``);
+* ``set_variables`` stores its variables in the call's ``Custom-Application-Vars``, which the next
+  ``pivot_req`` carries;
 * ``record_caller`` records nothing and continues with ``_``;
 * modules that keep the call (``conference``, ``voicemail``, ``callflow``) end the walk.
 
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .twiml.after_dial import AFTER_DIAL_URL
 from .twiml.continuation import TOKEN_PARAM
 
 FLUSH_BELOW_MS = 100
@@ -63,7 +70,7 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Why a walk stopped. ``end`` is ``pivot`` (``node`` holds the pivot node), or how the call ended:
-    ``hangup``, ``end_of_flow``, ``max_steps``, ``response``, ``dial_failed`` or ``kept``."""
+    ``hangup``, ``end_of_flow``, ``max_steps``, ``response``, ``dial_failed``, ``bridged`` or ``kept``."""
 
     end: str
     node: dict[str, Any] | None = None
@@ -79,6 +86,9 @@ class CallState:
     max_steps: int = 50
     step: int = 0
     ask: Callable[[], str | None] | None = None  # asked for digits once the scripted ones ran out
+    variables: dict[str, Any] = field(default_factory=dict)  # the call's Custom-Application-Vars
+    answer_dials: bool = False
+    transfer_after_bridge: str = ""  # the extension an ``after_bridge`` transfer armed
 
     def next_step(self) -> int | None:
         """The next step number, or ``None`` when ``max_steps`` steps have run already."""
@@ -158,8 +168,14 @@ def _dial_target(module: str, data: dict[str, Any]) -> str:
     return f"{module} {data.get('id', '')}".strip()
 
 
+AFTER_DIAL_NODE: dict[str, Any] = {"module": "pivot", "data": {"voice_url": AFTER_DIAL_URL}, "children": {}}
+"""The only node of the operator's after-dial callflow."""
+
+
 def _dial(module: str) -> Callable[[dict[str, Any], dict[str, Any], CallState], _Outcome]:
     def run(data: dict[str, Any], children: dict[str, Any], state: CallState) -> _Outcome:
+        if state.answer_dials:
+            return _answered(module, data, state)
         text = f"dial: {_dial_target(module, data)} (simulated no-answer)"
         extra = {"outcome": DIAL_OUTCOME}
         if DIAL_OUTCOME in children:
@@ -169,6 +185,33 @@ def _dial(module: str) -> Callable[[dict[str, Any], dict[str, Any], CallState], 
         return _Outcome(text, None, "dial_failed", extra)
 
     return run
+
+
+def _answered(module: str, data: dict[str, Any], state: CallState) -> _Outcome:
+    text = f"dial: {_dial_target(module, data)} (simulated: answered, then the called party hung up)"
+    extension = state.transfer_after_bridge
+    if not extension:
+        return _Outcome(text, None, "bridged", {"outcome": "answered"})
+    text += f"; after_bridge transfers the caller to {extension}"
+    return _Outcome(text, None, TRANSFERRED, {"outcome": "answered", "transfer": extension})
+
+
+TRANSFERRED = "transferred"
+
+
+def _set_variables(data: dict[str, Any], children: dict[str, Any], state: CallState) -> _Outcome:
+    variables = data.get("custom_application_vars")
+    if isinstance(variables, dict):
+        state.variables.update(variables)
+    shown = ", ".join(f"{key}={str(value)[:24]}" for key, value in sorted(state.variables.items()))
+    return _Outcome(f"set_variables: {shown}")
+
+
+def _after_bridge(data: dict[str, Any], children: dict[str, Any], state: CallState) -> _Outcome:
+    if data.get("action") == "transfer" and isinstance(data.get("data"), str):
+        state.transfer_after_bridge = data["data"]
+        return _Outcome(f"after_bridge: transfer to {data['data']} once a bridge ends")
+    return _Outcome(f"after_bridge: {data.get('action', '')}")
 
 
 def _simple(
@@ -195,6 +238,8 @@ _HANDLERS: dict[str, Callable[[dict[str, Any], dict[str, Any], CallState], _Outc
     ),
     "collect_dtmf": _collect_dtmf,
     "menu": _menu,
+    "set_variables": _set_variables,
+    "after_bridge": _after_bridge,
     **{module: _dial(module) for module in DIAL_MODULES},
 }
 
@@ -229,7 +274,20 @@ def walk(flow: dict[str, Any], state: CallState, emit: Callable[[Step], None]) -
             return Stop("pivot", node)
         outcome = _run_node(module, data, children, state)
         emit(Step(number, module, data, outcome.text, outcome.extra))
+        if outcome.end == TRANSFERRED:
+            return _transferred(state, emit)
         if outcome.child is None:
             return Stop(outcome.end, detail=outcome.text)
         node = children.get(outcome.child)
     return Stop("end_of_flow")
+
+
+def _transferred(state: CallState, emit: Callable[[Step], None]) -> Stop:
+    """The caller reaches the after-dial extension, whose callflow is one pivot node."""
+    number = state.next_step()
+    if number is None:
+        return Stop("max_steps", detail=f"{state.max_steps} steps")
+    data = AFTER_DIAL_NODE["data"]
+    text = f"{pivot_line(data)} (the callflow of {state.transfer_after_bridge})"
+    emit(Step(number, "pivot", data, text, {"url": AFTER_DIAL_URL, "method": "get"}))
+    return Stop("pivot", AFTER_DIAL_NODE)

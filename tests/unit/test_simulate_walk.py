@@ -10,6 +10,7 @@ from pivot_worker import contracts
 from pivot_worker.simulate import build_call, build_pivot_req
 from pivot_worker.simulate_walk import CallState, Step, Stop, parse_digits, shown_url, walk
 from pivot_worker.twiml import TwimlContext, translate_twiml
+from pivot_worker.twiml.after_dial import AFTER_DIAL_URL
 
 KEY = b"walker test key"
 
@@ -114,6 +115,31 @@ def test_dial_is_not_answered_and_takes_the_branch_kazoo_would(
 def test_resources_without_a_no_answer_child_ends_the_call() -> None:
     steps, stop, _ = run(node("resources", {"to_did": "+14155550100"}, _=node("tts", {"text": "never"})))
     assert stop.end == "dial_failed"
+    assert len(steps) == 1
+
+
+def test_an_answered_dial_with_a_transfer_armed_goes_to_the_after_dial_pivot() -> None:
+    dial = node("resources", {"to_did": "+14155550100"}, NO_ANSWER=node("tts", {"text": "busy path"}))
+    flow = node(
+        "set_variables",
+        {"custom_application_vars": {"pivot_after_dial": "TOKEN"}},
+        _=node("after_bridge", {"action": "transfer", "data": "*7799"}, _=dial),
+    )
+    state = CallState([], {}, 50, answer_dials=True)
+    steps: list[Step] = []
+    stop = walk(flow, state, steps.append)
+    assert [s.module for s in steps] == ["set_variables", "after_bridge", "resources", "pivot"]
+    assert "answered" in steps[2].text and "*7799" in steps[2].text
+    assert stop.end == "pivot"
+    assert stop.node is not None and stop.node["data"]["voice_url"] == AFTER_DIAL_URL
+    assert state.variables == {"pivot_after_dial": "TOKEN"}  # what the next pivot_req carries
+
+
+def test_an_answered_dial_without_a_transfer_ends_the_call_with_the_bridge() -> None:
+    state = CallState([], {}, 50, answer_dials=True)
+    steps: list[Step] = []
+    stop = walk(node("user", {"id": "u1"}, _=node("tts", {"text": "never"})), state, steps.append)
+    assert stop.end == "bridged"
     assert len(steps) == 1
 
 
