@@ -148,6 +148,14 @@ def check_structure(root: etree._Element, st: State) -> list[etree._Element]:
     return verbs
 
 
+NESTED_KAZOO_LACKS: dict[tuple[str, str], str] = {
+    ("Hangup", "Parameter"): "Kazoo's hangup module carries no custom parameters",
+    ("Reject", "Parameter"): "Kazoo's response module carries no custom parameters",
+    ("Enqueue", "Task"): "TaskRouter tasks do not exist on Kazoo (ACDc queues route by queue id)",
+}
+"""TwiML nouns that are valid where they stand but that Kazoo cannot honour: warned, not errors."""
+
+
 def _check_nested(verb: etree._Element, tag: str, st: State) -> int:
     allowed = _NESTED.get(tag, _NOTHING)
     count = 0
@@ -168,6 +176,10 @@ def _check_nested(verb: etree._Element, tag: str, st: State) -> int:
                 f"<{name}>: {UNSUPPORTED_DIAL_NOUNS[name]}",
                 Reason.UNSUPPORTED_VERB,
             )
+            continue
+        if (tag, name) in NESTED_KAZOO_LACKS:
+            why = NESTED_KAZOO_LACKS[(tag, name)]
+            st.warn(child, "kazoo-unsupported", f"<{name}> in <{tag}> is ignored: {why}")
             continue
         if tag in _NESTED or tag == "Say":
             code = _NESTED_CODES.get(tag, attrs.SCHEMA_WARNING)
