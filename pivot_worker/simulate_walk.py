@@ -231,6 +231,7 @@ _HANDLERS: dict[str, Callable[[dict[str, Any], dict[str, Any], CallState], _Outc
     "record_caller": _simple(lambda _: "record: (simulated)"),
     "record_call": _simple(lambda d: f"record_call: {d.get('action', 'start')} (simulated)"),
     "set_cid": _simple(lambda d: f"set_cid: {d.get('caller_id_number', '')}"),
+    "answer": _simple(lambda _: "answer"),
     "language": _simple(lambda d: f"language: {d.get('language', '')}"),
     "hangup": _simple(lambda _: "hangup", end="hangup"),
     "response": _simple(

@@ -1,24 +1,35 @@
-"""``<Dial>``: a number through ``resources``, Kazoo users and devices, or an ad-hoc conference.
+"""``<Dial>``: numbers through ``resources``, Kazoo users and devices, or an ad-hoc conference.
 
 Kazoo's ``resources``, ``user``, ``device`` and ``ring_group`` modules stop the callflow after a
 successful bridge and, on failure, look for a child named after the hangup cause (then, except
-``resources``, fall back to ``_``). So the outcome the callflow can know is the failure cause:
-each failure child is a nested pivot whose token carries ``DialCallStatus`` (``busy``,
-``no-answer`` or ``failed``). When the dialled party answers, the call ends with the bridge and
-the action is never requested (see docs/twiml.md).
+``resources``, fall back to ``_``). So the callflow itself only knows the failure cause: each
+failure child is a nested pivot whose token carries ``DialCallStatus`` (``busy``, ``no-answer``
+or ``failed``), or the verbs after the Dial.
+
+What follows an answered Dial needs the operator's after-dial extension
+(``PIVOT_AFTER_DIAL_EXTENSION``, see :mod:`.after_dial`): the flow then arms Kazoo's transfer after
+the bridge and keeps the continuation in the call's variables. Without it, an answered Dial ends
+the call, and a Dial whose action or following verbs would be lost says so in a warning.
+
+The translation runs in steps: check the nouns, read the attributes, build the nodes placed before
+the dial node, choose what to ring (:mod:`.dial_nouns`), then link the dial nodes to each other
+(``sequential``) and the last one to the failure path.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
+import itertools
 
 from lxml import etree
 
 from ..errors import Reason
 from . import attrs, continuation
+from .after_dial import CALL_VAR, NOTHING_FOLLOWS
+from .conference import conference
+from .dial_nouns import NUMBER, Ringing, Target, choose_targets
 from .gather import remaining_twiml
-from .state import Node, State, Step
+from .ringtones import RINGBACK
+from .state import Node, State, Step, Template
 from .vocabulary import UNSUPPORTED_DIAL_NOUNS
 
 BUSY_CAUSES = ("USER_BUSY", "CALL_REJECTED")
@@ -35,10 +46,10 @@ FAILED_CAUSES = (
 )
 """Extra cause children for ``resources``, which never falls back to ``_`` on a failure."""
 
-_NUMBER_PUNCTUATION = re.compile(r"[\s().-]")
-_NUMBER = re.compile(r"^\+?[0-9]{1,20}$")
-_ENDPOINT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_QUEUE_ID = re.compile(r"^[0-9a-f]{32}$")
+RECORD_TIME_LIMIT = 10800
+"""``record_call.time_limit``: Kazoo's largest (``callflows.record_call``, and the default
+``max_recording_time_limit`` of ``kz_media_util``); its default of 3600 would cut long calls."""
+
 _RECORD_ON = (
     "true",
     "record-from-answer",
@@ -46,116 +57,103 @@ _RECORD_ON = (
     "record-from-answer-dual",
     "record-from-ringing-dual",
 )
+_RECORD_OFF = ("false", "do-not-record")
 _NOUNS = ("Number", "User", "Device", "Conference")
+_ANSWER = Template("answer", {})
+
+_NO_KEYS = "Kazoo listens for no key to end a bridge or leave a room"
+_NO_RECORDING_CALLBACK = "Kazoo's record_call reports nothing to a URL"
+_NO_REFER = "Kazoo's dial modules do not hand a SIP REFER from the called party to a document"
+_UNSUPPORTED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("timeLimit", "no Kazoo dial or conference module has a call duration limit", ()),
+    ("hangupOnStar", _NO_KEYS, ("false",)),
+    ("hangupOn", _NO_KEYS, ()),
+    ("recordingStatusCallback", _NO_RECORDING_CALLBACK, ()),
+    ("recordingStatusCallbackMethod", _NO_RECORDING_CALLBACK, ()),
+    ("recordingStatusCallbackEvent", _NO_RECORDING_CALLBACK, ()),
+    ("recordingConfigurationId", "Twilio recording configurations do not exist on Kazoo", ()),
+    ("recordingTrack", "Kazoo's record_call always records both directions", ("both",)),
+    ("trim", "Kazoo's record_call cannot trim silence", ("do-not-trim",)),
+    ("referUrl", _NO_REFER, ()),
+    ("referMethod", _NO_REFER, ()),
+    ("events", "Kazoo's dial modules report no call progress events", ()),
+    ("passports", "Kazoo's dial modules cannot attach a STIR/SHAKEN PASSporT", ()),
+    ("continueOnFail", "a failed dial always goes on with the action or the next verbs", ("true",)),
+)
+"""``<Dial>`` attributes Kazoo cannot honour: name, why, values that need no warning."""
+
+_NOT_FOR_CONFERENCE = ("timeout", "callerId", "strategy", "sequential", "ringTone", "answerOnBridge")
 
 
-def _number(element: etree._Element, st: State, text: str) -> str | None:
-    cleaned = _NUMBER_PUNCTUATION.sub("", text)
-    if not cleaned:
-        st.error(element, "13224", "no phone number to dial", Reason.SCHEMA_ERROR)
-        return None
-    if not _NUMBER.match(cleaned):
-        st.error(
-            element,
-            "13223",
-            f"{text.strip()!r} is not a phone number (digits, optional leading +)",
-            Reason.SCHEMA_ERROR,
-        )
-        return None
-    return cleaned
+class DialOptions:
+    """The ``<Dial>`` attributes that shape the dial nodes and what follows them."""
 
+    __slots__ = ("action", "answer_on_bridge", "method", "ringing")
 
-def _failure_children(targets: dict[str, Node], offnet: bool, failed: Node) -> dict[str, Node]:
-    children = dict(targets)
-    if offnet:
-        children.update(dict.fromkeys(FAILED_CAUSES, failed))
-    children["_"] = failed
-    return children
-
-
-def _conference(noun: etree._Element, st: State) -> Node | None:
-    na = attrs.read(noun, st)
-    room = (noun.text or "").strip()
-    if not room or len(room) > 128:
-        st.error(noun, "13237", "<Conference> needs a room name of 1 to 128 characters", Reason.SCHEMA_ERROR)
-        return None
-    muted = attrs.boolean(noun, na, st, "muted", False, "13230")
-    start = attrs.boolean(noun, na, st, "startConferenceOnEnter", True, "13232")
-    if attrs.boolean(noun, na, st, "endConferenceOnExit", False, "13231"):
-        st.warn(
-            noun,
-            "kazoo-unsupported",
-            "endConferenceOnExit is ignored: Kazoo rooms end when the last member leaves",
-        )
-    beep = attrs.choice(noun, na, st, "beep", ("true", "false", "onEnter", "onExit"), "true", "13235")
-    attrs.unsupported(
-        noun, na, st, "waitUrl", "the room's own music on hold plays while waiting", unless=("",)
-    )
-    attrs.unsupported(
-        noun, na, st, "record", "conference recording is configured on Kazoo", unless=("do-not-record",)
-    )
-    entry, leave = beep in ("true", "onEnter"), beep in ("true", "onExit")
-    member = {"join_muted": muted, "join_deaf": False}
-    config: dict[str, object] = {
-        "name": room,
-        "play_welcome": False,
-        "wait_for_moderator": not start,
-        "member": member,
-        "moderator": dict(member),
-        "play_entry_tone": entry,
-        "play_exit_tone": leave,
-    }
-    if na.get("maxParticipants") is not None:
-        config["max_participants"] = attrs.integer(
-            noun, na, st, "maxParticipants", 250, "conference-max", minimum=2, maximum=250
-        )
-    scope = f"{st.ctx.account_id}:{room}".encode()
-    data: dict[str, object] = {
-        "id": hashlib.md5(scope, usedforsecurity=False).hexdigest(),
-        "moderator": start,
-        "play_entry_tone": entry,
-        "play_exit_tone": leave,
-        "welcome_prompt": {"play": False},
-        "config": config,
-    }
-    return st.node(noun, "conference", data)
-
-
-def _endpoint_id(noun: etree._Element, st: State) -> str | None:
-    attrs.read(noun, st)
-    value = (noun.text or "").strip()
-    if not _ENDPOINT_ID.match(value):
-        st.error(
-            noun,
-            attrs.SCHEMA_WARNING,
-            f"<{noun.tag}> needs a Kazoo {noun.tag.lower()} id",
-            Reason.SCHEMA_ERROR,
-        )
-        return None
-    return value
+    def __init__(self, action: str, method: str, ringing: Ringing, *, answer_on_bridge: bool) -> None:
+        self.action = action
+        """The ``action`` attribute as written (``""`` when absent)."""
+        self.method = method
+        self.ringing = ringing
+        self.answer_on_bridge = answer_on_bridge
 
 
 def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step:
     a = attrs.read(element, st)
-    method = attrs.method(element, a, st, "13210")
-    timeout = attrs.integer(element, a, st, "timeout", 30, "13212", minimum=1, maximum=3600)
-    strategy = attrs.choice(
-        element, a, st, "strategy", ("simultaneous", "single"), "simultaneous", "dial-strategy"
-    )
-    attrs.unsupported(element, a, st, "timeLimit", "Kazoo's dial modules have no call time limit")
-    attrs.unsupported(
-        element, a, st, "hangupOnStar", "Kazoo's dial modules cannot end a bridge on *", unless=("false",)
-    )
-    attrs.unsupported(element, a, st, "hangupOn", "Kazoo's dial modules cannot end a bridge on a key")
-    attrs.unsupported(
-        element, a, st, "answerOnBridge", "Kazoo answers as its modules decide", unless=("false",)
-    )
-    attrs.unsupported(element, a, st, "ringTone", "use Kazoo's ringback settings")
-    attrs.unsupported(
-        element, a, st, "sequential", "Kazoo rings a <Dial>'s endpoints together", unless=("false",)
-    )
-    attrs.unsupported(element, a, st, "recordingStatusCallback", "no recording status callbacks on Kazoo")
+    nouns = _checked_nouns(element, st)
+    if nouns is None:
+        return Step([], terminal=True)
+    if any(noun.tag == "Conference" for noun in nouns):
+        return _conference_step(element, a, st, nouns)
+    options = _read_options(element, a, st)
+    before = nodes_before_dial(element, a, st, options, rest)
+    targets = choose_targets(element, st, nouns, options.ringing)
+    if targets is None:
+        return Step([], terminal=True)
+    for current, following in itertools.pairwise(targets):
+        current.node["children"] = _next_children(current, following.node)
+    _attach_continuation(element, st, targets[-1], options, rest)
+    return Step([*before, targets[0].node], terminal=True, consumed=True)
 
+
+# -- attributes and nouns ----------------------------------------------------------------------
+
+
+def _read_options(element: etree._Element, a: attrs.Values, st: State) -> DialOptions:
+    method = attrs.method(element, a, st, "13210")
+    ringing = Ringing(
+        attrs.integer(element, a, st, "timeout", 30, "13212", minimum=1, maximum=3600),
+        attrs.choice(element, a, st, "strategy", ("simultaneous", "single"), "simultaneous", "dial-strategy"),
+        sequential=attrs.boolean(element, a, st, "sequential", False, "dial-sequential"),
+        ringback=_ringback(element, a, st),
+    )
+    answer_on_bridge = attrs.boolean(element, a, st, "answerOnBridge", False, "dial-answer-on-bridge")
+    _warn_unsupported(element, a, st)
+    return DialOptions(a.get("action") or "", method, ringing, answer_on_bridge=answer_on_bridge)
+
+
+def _ringback(element: etree._Element, a: attrs.Values, st: State) -> str | None:
+    """The ``ringback`` tone for Twilio's ``ringTone`` country code (None: Kazoo's default)."""
+    raw = a.get("ringTone")
+    if raw is None:
+        return None
+    tone = RINGBACK.get(raw.strip())
+    if tone is None:
+        st.warn(
+            element,
+            "dial-ringtone",
+            f"ringTone={raw!r} is not one of Twilio's country codes; Kazoo's default ringback plays",
+        )
+    return tone
+
+
+def _warn_unsupported(element: etree._Element, a: attrs.Values, st: State) -> None:
+    for name, why, harmless in _UNSUPPORTED:
+        attrs.unsupported(element, a, st, name, why, unless=harmless)
+
+
+def _checked_nouns(element: etree._Element, st: State) -> list[etree._Element] | None:
+    """The Dial's nouns, or None after a located error (text and nouns, nothing, a wrong noun)."""
     nouns = [child for child in element if isinstance(child.tag, str)]
     text = attrs.own_text(element)
     if text and nouns:
@@ -165,133 +163,226 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
             "<Dial> holds either a number or nouns, not both",
             Reason.SCHEMA_ERROR,
         )
-        return Step([], terminal=True)
+        return None
     if not text and not nouns:
         st.error(element, "13224", "<Dial> has nothing to dial", Reason.SCHEMA_ERROR)
-        return Step([], terminal=True)
+        return None
     errors_before = len(st.errors)
     for noun in nouns:
-        if noun.tag in UNSUPPORTED_DIAL_NOUNS:
-            st.error(
-                noun,
-                "unsupported-noun",
-                f"<{noun.tag}>: {UNSUPPORTED_DIAL_NOUNS[noun.tag]}",
-                Reason.UNSUPPORTED_VERB,
-            )
-        elif noun.tag not in _NOUNS:
-            st.error(
-                noun, attrs.SCHEMA_WARNING, f"<{noun.tag}> cannot be nested in <Dial>", Reason.SCHEMA_ERROR
-            )
-    if len(st.errors) > errors_before:
-        return Step([], terminal=True)
+        _check_noun(noun, st)
+    return nouns if len(st.errors) == errors_before else None
 
-    kinds = {str(n.tag) for n in nouns}
-    if "Conference" in kinds:
-        if len(nouns) > 1:
-            st.error(
-                element,
-                attrs.SCHEMA_WARNING,
-                "<Conference> must be the only noun in its <Dial>",
-                Reason.SCHEMA_ERROR,
-            )
-            return Step([], terminal=True)
-        if a.get("action"):
-            st.warn(
-                element, "kazoo-unsupported", "action is ignored: Kazoo's conference module keeps the call"
-            )
-        node = _conference(nouns[0], st)
-        return Step([node] if node else [], terminal=True)
 
-    prefix: list[Node] = []
-    caller_id = a.get("callerId")
-    if caller_id is not None:
-        if _NUMBER.match(caller_id.strip()):
-            prefix.append(st.node(element, "set_cid", {"caller_id_number": caller_id.strip()}))
-        else:
-            st.warn(
-                element, "13214", f"callerId={caller_id!r} is not a phone number; the caller's number is kept"
-            )
-    record = a.get("record")
-    if record is not None and record not in _RECORD_ON and record not in ("false", "do-not-record"):
-        st.warn(element, "dial-record", f"record={record!r} is not a Twilio record mode; not recording")
-    elif record in _RECORD_ON:
-        # "from answer" means from when the dialled party answers, i.e. the bridge.
-        data: dict[str, object] = {
-            "action": "start",
-            "format": "mp3",
-            "record_on_bridge": not record.startswith("record-from-ringing"),
-        }
-        if st.ctx.recording_url:
-            data["url"] = st.url(element, st.ctx.recording_url, "PIVOT_RECORDING_URL")
-        prefix.append(st.node(element, "record_call", data))
-
-    offnet = False
-    if text or kinds == {"Number"}:
-        if len(nouns) > 1:
-            st.error(
-                element,
-                "dial-several-numbers",
-                "Kazoo can dial only one number per <Dial>",
-                Reason.UNSUPPORTED_VERB,
-            )
-            return Step([], terminal=True)
-        if nouns:
-            na = attrs.read(nouns[0], st)
-            attrs.unsupported(
-                nouns[0], na, st, "sendDigits", "Kazoo cannot send digits once the number answers"
-            )
-            attrs.unsupported(nouns[0], na, st, "url", "Kazoo cannot play a whisper to the called party")
-        number = _number(nouns[0] if nouns else element, st, (nouns[0].text or "") if nouns else text)
-        if number is None:
-            return Step([], terminal=True)
-        target = st.node(element, "resources", {"to_did": number, "timeout": timeout})
-        offnet = True
-    elif "Number" in kinds:
+def _check_noun(noun: etree._Element, st: State) -> None:
+    if noun.tag in UNSUPPORTED_DIAL_NOUNS:
         st.error(
-            element,
-            "dial-mixed",
-            "Kazoo cannot ring numbers and users/devices in one <Dial>",
+            noun,
+            "unsupported-noun",
+            f"<{noun.tag}>: {UNSUPPORTED_DIAL_NOUNS[noun.tag]}",
             Reason.UNSUPPORTED_VERB,
         )
-        return Step([], terminal=True)
-    else:
-        ids = [(str(n.tag).lower(), _endpoint_id(n, st)) for n in nouns]
-        if any(i is None for _, i in ids):
-            return Step([], terminal=True)
-        if len(ids) == 1 and ids[0][0] == "user":
-            target = st.node(element, "user", {"id": ids[0][1], "timeout": timeout, "strategy": strategy})
-        elif len(ids) == 1:
-            target = st.node(
-                element, "device", {"id": ids[0][1], "timeout": timeout, "dial_strategy": strategy}
-            )
-        else:
-            endpoints = [{"endpoint_type": kind, "id": i, "timeout": timeout} for kind, i in ids]
-            target = st.node(
-                element, "ring_group", {"endpoints": endpoints, "timeout": timeout, "strategy": strategy}
-            )
+    elif noun.tag not in _NOUNS:
+        st.error(noun, attrs.SCHEMA_WARNING, f"<{noun.tag}> cannot be nested in <Dial>", Reason.SCHEMA_ERROR)
 
-    action = a.get("action")
-    if action:
-        url = st.url(element, action, "<Dial> action")
-        outcome = {
-            status: st.callback(element, url, method, continuation.DIAL, dial_status=status)
-            for status in ("busy", "no-answer", "failed")
-        }
-        by_cause = dict.fromkeys(BUSY_CAUSES, outcome["busy"]) | dict.fromkeys(
-            NO_ANSWER_CAUSES, outcome["no-answer"]
+
+# -- conference --------------------------------------------------------------------------------
+
+
+def _conference_step(
+    element: etree._Element, a: attrs.Values, st: State, nouns: list[etree._Element]
+) -> Step:
+    """``cf_conference`` hands the call to the conference application: nothing follows it."""
+    if len(nouns) > 1:
+        st.error(
+            element,
+            attrs.SCHEMA_WARNING,
+            "<Conference> must be the only noun in its <Dial>",
+            Reason.SCHEMA_ERROR,
         )
-        target["children"] = _failure_children(by_cause, offnet, outcome["failed"])
+        return Step([], terminal=True)
+    _warn_conference_dial(element, a, st)
+    node = conference(nouns[0], st)
+    return Step([node] if node else [], terminal=True)
+
+
+def _warn_conference_dial(element: etree._Element, a: attrs.Values, st: State) -> None:
+    if a.get("action"):
+        st.warn(
+            element,
+            "kazoo-unsupported",
+            "action is ignored: Kazoo's conference module keeps the call until it hangs up",
+        )
+    attrs.unsupported(
+        element,
+        a,
+        st,
+        "record",
+        "Kazoo's conference application records no room (its conferences document has no recording setting)",
+        unless=_RECORD_OFF,
+    )
+    _warn_unsupported(element, a, st)
+    for name in _NOT_FOR_CONFERENCE:
+        if name in a:
+            st.warn(element, attrs.SCHEMA_WARNING, f"{name}={a[name]!r} has no effect on a <Conference>")
+
+
+# -- nodes before the dial node ----------------------------------------------------------------
+
+
+def nodes_before_dial(
+    element: etree._Element,
+    a: attrs.Values,
+    st: State,
+    options: DialOptions,
+    rest: list[etree._Element],
+) -> list[Node]:
+    """The nodes placed before the dial node, in order: what follows an answered dial, the
+    answer (Twilio's ``answerOnBridge="false"``), caller id, then recording."""
+    nodes = _after_dial_nodes(element, st, options, rest)
+    if not options.answer_on_bridge:
+        nodes.append(st.fixed_node(element, _ANSWER))
+    caller_id = _caller_id(element, a, st)
+    if caller_id is not None:
+        nodes.append(caller_id)
+    recording = _record_call(element, a, st)
+    if recording is not None:
+        nodes.append(recording)
+    return nodes
+
+
+def _after_dial_nodes(
+    element: etree._Element, st: State, options: DialOptions, rest: list[etree._Element]
+) -> list[Node]:
+    """Arm Kazoo's transfer after the bridge, with the continuation in the call's variables.
+
+    ``cf_after_bridge`` sets ``Transfer-After-Pickup`` (FreeSWITCH's ``transfer_after_bridge``):
+    when the called party hangs up, the caller goes to the operator's after-dial extension, whose
+    pivot node reads ``Custom-Application-Vars.pivot_after_dial`` (see :mod:`.after_dial`).
+    """
+    extension = st.ctx.after_dial_extension
+    if not extension:
+        _warn_answered_dial_ends_call(element, st, options, rest)
+        return []
+    value = _after_dial_value(element, st, options, rest)
+    return [
+        st.node(element, "set_variables", {"custom_application_vars": {CALL_VAR: value}}),
+        st.node(element, "after_bridge", {"action": "transfer", "data": extension}),
+    ]
+
+
+def _after_dial_value(
+    element: etree._Element, st: State, options: DialOptions, rest: list[etree._Element]
+) -> str:
+    """A token for the action (``DialCallStatus=completed``) or the verbs after the Dial, or ``-``."""
+    if options.action:
+        url = st.url(element, options.action, "<Dial> action")
+        return st.token(
+            element, continuation.AFTER_DIAL, url=url, method=options.method, dial_status="completed"
+        )
+    if rest:
+        return st.token(
+            element, continuation.AFTER_DIAL, remaining=remaining_twiml(rest), base_url=st.ctx.document_url
+        )
+    return NOTHING_FOLLOWS
+
+
+def _warn_answered_dial_ends_call(
+    element: etree._Element, st: State, options: DialOptions, rest: list[etree._Element]
+) -> None:
+    if options.action:
+        what = "the action is requested only when the dial fails"
     elif rest:
-        if offnet:
-            resume = st.callback(
-                element,
-                st.ctx.document_url,
-                "post",
-                continuation.RESUME,
-                remaining=remaining_twiml(rest),
-            )
-            by_cause = dict.fromkeys(BUSY_CAUSES + NO_ANSWER_CAUSES, resume)
-            target["children"] = _failure_children(by_cause, offnet, resume)
-        else:
-            target["children"] = {"_": st.walk(rest, st)}
-    return Step([*prefix, target], terminal=True, consumed=True)
+        what = "the verbs after it run only when the dial fails"
+    else:
+        return
+    st.warn(
+        element,
+        "kazoo-unsupported",
+        "an answered <Dial> ends the call when the bridge ends (Kazoo's dial modules stop the "
+        f"callflow) unless the operator sets PIVOT_AFTER_DIAL_EXTENSION: {what}",
+    )
+
+
+def _caller_id(element: etree._Element, a: attrs.Values, st: State) -> Node | None:
+    caller_id = a.get("callerId")
+    if caller_id is None:
+        return None
+    if NUMBER.match(caller_id.strip()):
+        return st.node(element, "set_cid", {"caller_id_number": caller_id.strip()})
+    st.warn(element, "13214", f"callerId={caller_id!r} is not a phone number; the caller's number is kept")
+    return None
+
+
+def _record_call(element: etree._Element, a: attrs.Values, st: State) -> Node | None:
+    record = a.get("record")
+    if record is None or record in _RECORD_OFF:
+        return None
+    if record not in _RECORD_ON:
+        st.warn(element, "dial-record", f"record={record!r} is not a Twilio record mode; not recording")
+        return None
+    # "from answer" means from when the dialled party answers, i.e. the bridge.
+    data: dict[str, object] = {
+        "action": "start",
+        "format": "mp3",
+        "record_on_bridge": not record.startswith("record-from-ringing"),
+        "time_limit": RECORD_TIME_LIMIT,
+        # Twilio records the dialled conversation only: the recording must not follow the
+        # after-dial transfer into what the caller does next.
+        "should_follow_transfer": False,
+    }
+    if st.ctx.recording_url:
+        data["url"] = st.url(element, st.ctx.recording_url, "PIVOT_RECORDING_URL")
+    return st.node(element, "record_call", data)
+
+
+# -- what follows a failed dial ----------------------------------------------------------------
+
+
+def _next_children(target: Target, following: Node) -> dict[str, Node]:
+    """``sequential``: every failure of ``target`` goes on with the next dial node."""
+    if not target.offnet:
+        return {"_": following}
+    return _failure_children(dict.fromkeys(BUSY_CAUSES + NO_ANSWER_CAUSES, following), True, following)
+
+
+def _attach_continuation(
+    element: etree._Element, st: State, target: Target, options: DialOptions, rest: list[etree._Element]
+) -> None:
+    """Give the last dial node the failure children that request the action or run the next verbs."""
+    if options.action:
+        url = st.url(element, options.action, "<Dial> action")
+        target.node["children"] = _action_children(element, st, url, options.method, target.offnet)
+    elif rest:
+        target.node["children"] = _resume_children(element, st, target.offnet, rest)
+
+
+def _action_children(
+    element: etree._Element, st: State, url: str, method: str, offnet: bool
+) -> dict[str, Node]:
+    outcome = {
+        status: st.callback(element, url, method, continuation.DIAL, dial_status=status)
+        for status in ("busy", "no-answer", "failed")
+    }
+    by_cause = dict.fromkeys(BUSY_CAUSES, outcome["busy"]) | dict.fromkeys(
+        NO_ANSWER_CAUSES, outcome["no-answer"]
+    )
+    return _failure_children(by_cause, offnet, outcome["failed"])
+
+
+def _resume_children(
+    element: etree._Element, st: State, offnet: bool, rest: list[etree._Element]
+) -> dict[str, Node]:
+    if not offnet:
+        return {"_": st.walk(rest, st)}
+    resume = st.callback(
+        element, st.ctx.document_url, "post", continuation.RESUME, remaining=remaining_twiml(rest)
+    )
+    return _failure_children(dict.fromkeys(BUSY_CAUSES + NO_ANSWER_CAUSES, resume), offnet, resume)
+
+
+def _failure_children(targets: dict[str, Node], offnet: bool, failed: Node) -> dict[str, Node]:
+    children = dict(targets)
+    if offnet:
+        children.update(dict.fromkeys(FAILED_CAUSES, failed))
+    children["_"] = failed
+    return children

@@ -147,8 +147,9 @@ UNSUPPORTED_VERBS: dict[str, str] = {
 """Real TwiML verbs that Kazoo's callflow engine cannot run, with the reason we report."""
 
 UNSUPPORTED_DIAL_NOUNS: dict[str, str] = {
-    "Sip": "Kazoo's callflow modules cannot dial a bare SIP URI; create a device with that URI and "
-    "dial it with <Device>",
+    "Sip": "Kazoo's dial modules take a number (resources) or a Kazoo user or device id (user, "
+    "device, ring_group), never a SIP URI; create a Kazoo device whose SIP settings route to that "
+    "URI (invite format 'route') and dial it with <Device>",
     "Client": "Twilio clients do not exist on Kazoo; dial the person with <User> or the phone with <Device>",
     "Queue": "dequeuing a caller has no Kazoo callflow module (ACDc queues hand callers out themselves)",
     "Sim": "Twilio SIMs do not exist on Kazoo",

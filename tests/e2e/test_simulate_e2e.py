@@ -9,6 +9,7 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import aio_pika
 import orjson
@@ -200,3 +201,37 @@ async def test_embedded_worker_sees_only_the_simulator_key(env: str) -> None:
             assert sorted(sim_side.names()) == ["call_event.CHANNEL_PIVOT", "pivot.processing"]
     finally:
         await runner.cleanup()
+
+
+async def test_an_answered_dial_requests_its_action_after_the_transfer(
+    env: str, dev: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dial, the called party answers and hangs up, Kazoo's after_bridge transfer reaches the
+    operator's after-dial callflow, and the worker requests the Dial action: the survey pattern."""
+    monkeypatch.setenv("PIVOT_AFTER_DIAL_EXTENSION", "*7799")
+    xml = "text/xml"
+    start = dev.answer(
+        "/call", '<Response><Dial action="/after">+14155550123</Dial></Response>', content_type=xml
+    )
+    dev.answer("/after", "<Response><Say>Rate the call, please.</Say></Response>", content_type=xml)
+    code, lines = await _simulate(start, digits="", answer_dials=True)
+    assert code == 0, lines
+    modules = [module for module, _ in _steps(lines)]
+    assert modules == [
+        "pivot",
+        "set_variables",
+        "after_bridge",
+        "answer",
+        "resources",
+        "pivot",
+        "set_variables",
+        "tts",
+        "hangup",
+    ]
+    texts = [text for _, text in _steps(lines)]
+    assert "answered" in texts[4] and "*7799" in texts[4]
+    assert texts[7] == "say: Rate the call, please."
+    (after,) = dev.seen_at("/after")
+    assert after.method == "POST"
+    form = {key: values[0] for key, values in parse_qs(after.body.decode()).items()}
+    assert (form["DialCallStatus"], form["DialBridged"]) == ("completed", "true")

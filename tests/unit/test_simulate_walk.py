@@ -196,6 +196,7 @@ def test_translated_dial_without_action_resumes_through_a_pivot() -> None:
     # A failed Dial to a number goes on with the next verbs through a resume token (docs/twiml.md).
     steps, stop, _ = run(_translated("<Response><Dial>+14155550100</Dial><Say>after</Say></Response>"))
     assert [s.text for s in steps] == [
+        "answer",  # answerOnBridge="false", Twilio's default: the caller is answered first
         "dial: +14155550100 (simulated no-answer)",
         "pivot -> POST https://ivr.example.com/twiml (twiml)",
     ]

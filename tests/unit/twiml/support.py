@@ -9,6 +9,9 @@ from typing import Any
 
 from pivot_worker.errors import PivotError, Reason
 from pivot_worker.twiml import Continuation, TwimlContext, open_continuation
+from pivot_worker.twiml.after_dial import CALL_VAR as AFTER_DIAL_VAR
+from pivot_worker.twiml.after_dial import NOTHING_FOLLOWS as AFTER_DIAL_NOTHING
+from pivot_worker.twiml.continuation import open_token
 
 KEY = b"unit-test continuation key, 32b!"
 DOC_URL = "https://ivr.example.com/app/start?tenant=7"
@@ -61,7 +64,10 @@ def continuation_dict(cont: Continuation) -> dict[str, Any]:
 
 
 def readable(flow: dict[str, Any], key: bytes = KEY) -> dict[str, Any]:
-    """A copy of ``flow`` where every pivot node's token is opened and shown as ``continuation``."""
+    """A copy of ``flow`` where every pivot node's token is opened and shown as ``continuation``.
+
+    An after-dial token kept in a ``set_variables`` node is opened in place the same way.
+    """
     out = copy.deepcopy(flow)
     stack = [out]
     while stack:
@@ -71,8 +77,16 @@ def readable(flow: dict[str, Any], key: bytes = KEY) -> dict[str, Any]:
             if cont is not None:
                 node["data"]["voice_url"] = url
                 node["data"]["continuation"] = continuation_dict(cont)
+        elif node.get("module") == "set_variables":
+            _open_after_dial_token(node["data"].get("custom_application_vars", {}), key)
         stack.extend(node.get("children", {}).values())
     return out
+
+
+def _open_after_dial_token(variables: dict[str, Any], key: bytes) -> None:
+    value = variables.get(AFTER_DIAL_VAR)
+    if isinstance(value, str) and value != AFTER_DIAL_NOTHING:
+        variables[AFTER_DIAL_VAR] = {"continuation": continuation_dict(open_token(value, key=key))}
 
 
 def pivot_nodes(flow: dict[str, Any]) -> list[dict[str, Any]]:
