@@ -44,6 +44,10 @@ REDIRECT = "redirect"
 ENQUEUE = "enqueue"
 RESUME = "resume"
 """Kinds of callback; ``resume`` means "no fetch: translate the carried verbs"."""
+PROMPTS = "prompts"
+"""A prompt hop inside a ``<Gather>`` (see :mod:`.gather`): never a fetch; the carried Gather goes
+on, with or without its prompts left, depending on the keys pressed so far. Its token keeps the
+iteration of the request that made it."""
 AFTER_DIAL = "after_dial"
 """An answered ``<Dial>`` ended: fetch ``url`` (the Dial action) or run the carried verbs.
 
@@ -58,6 +62,7 @@ _KIND_CODES = {
     ENQUEUE: "q",
     RESUME: "s",
     AFTER_DIAL: "a",
+    PROMPTS: "p",
 }
 _CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 
@@ -106,22 +111,24 @@ def _require_key(key: bytes) -> None:
         )
 
 
+_TEXT_FIELDS = {
+    "collection": "n",
+    "remaining": "r",
+    "base_url": "u",
+    "recording_url": "ru",
+    "dial_status": "ds",
+    "url": "a",
+    "method": "m",
+    "request_format": "rf",
+    "body_format": "bf",
+}
+"""The :class:`Continuation` text fields and their short names in a token (left out when empty)."""
+
+
 def _payload(cont: Continuation) -> dict[str, Any]:
+    text = {name: getattr(cont, name) for name in _TEXT_FIELDS}
     return payload(
-        cont.call_id,
-        cont.iteration,
-        cont.kind,
-        cont.variables,
-        collection=cont.collection,
-        action_on_empty=cont.action_on_empty,
-        remaining=cont.remaining,
-        base_url=cont.base_url,
-        recording_url=cont.recording_url,
-        dial_status=cont.dial_status,
-        url=cont.url,
-        method=cont.method,
-        request_format=cont.request_format,
-        body_format=cont.body_format,
+        cont.call_id, cont.iteration, cont.kind, cont.variables, action_on_empty=cont.action_on_empty, **text
     )
 
 
@@ -131,41 +138,21 @@ def payload(
     kind: str,
     variables: dict[str, str],
     *,
-    collection: str = "",
     action_on_empty: bool = False,
-    remaining: str = "",
-    base_url: str = "",
-    recording_url: str = "",
-    dial_status: str = "",
-    url: str = "",
-    method: str = "",
-    request_format: str = "",
-    body_format: str = "",
+    **text: str,
 ) -> dict[str, Any]:
-    """The JSON object a token carries for these :class:`Continuation` fields (defaults left out)."""
+    """The JSON object a token carries for these :class:`Continuation` fields (defaults left out).
+
+    ``text`` takes the text fields by their :class:`Continuation` names (:data:`_TEXT_FIELDS`).
+    """
     out: dict[str, Any] = {"c": call_id, "i": iteration, "k": _KIND_CODES[kind]}
     if variables:
         out["v"] = variables
-    if collection:
-        out["n"] = collection
     if action_on_empty:
         out["e"] = 1
-    if remaining:
-        out["r"] = remaining
-    if base_url:
-        out["u"] = base_url
-    if recording_url:
-        out["ru"] = recording_url
-    if dial_status:
-        out["ds"] = dial_status
-    if url:
-        out["a"] = url
-    if method:
-        out["m"] = method
-    if request_format:
-        out["rf"] = request_format
-    if body_format:
-        out["bf"] = body_format
+    for name, value in text.items():
+        if value:
+            out[_TEXT_FIELDS[name]] = value
     return out
 
 
@@ -323,14 +310,6 @@ def _from_payload(data: object) -> Continuation:
         iteration=iteration,
         kind=kind,
         variables=variables,
-        collection=_str(data, "n"),
         action_on_empty=bool(data.get("e", 0)),
-        remaining=_str(data, "r"),
-        base_url=_str(data, "u"),
-        recording_url=_str(data, "ru"),
-        dial_status=_str(data, "ds"),
-        url=_str(data, "a"),
-        method=_str(data, "m"),
-        request_format=_str(data, "rf"),
-        body_format=_str(data, "bf"),
+        **{name: _str(data, short) for name, short in _TEXT_FIELDS.items()},
     )

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import PivotError, Reason
 from . import continuation
 from .continuation import Continuation
+from .gather import KAZOO_DEFAULT_COLLECTION, settle_prompts
 
 EMPTY_DOCUMENT = b"<Response/>"
 """Twilio hangs up when a document runs out of verbs; an empty Response translates to a hangup."""
@@ -70,6 +71,8 @@ def plan_followup(cont: Continuation, call: Mapping[str, Any], request_format: s
             reason=Reason.INVALID_CONTINUATION,
             detail={"token_call_id": cont.call_id},
         )
+    if cont.kind == continuation.PROMPTS:
+        cont = settle_prompts(cont, collected_digits(call, KAZOO_DEFAULT_COLLECTION))
     if _runs_locally(cont, call):
         document = cont.remaining.encode() if cont.remaining else EMPTY_DOCUMENT
         return Followup({}, document, cont.iteration, cont.base_url or None)

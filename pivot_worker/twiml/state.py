@@ -20,7 +20,7 @@ from ..callflow.modules import PASS_THROUGH_MODULES, DataValidator, data_validat
 from ..callflow.validate import validate_flow
 from ..errors import Finding, PivotError, Reason, TranslationError
 from .context import TwimlContext
-from .continuation import attach_token, payload, seal_json
+from .continuation import PROMPTS, attach_token, payload, seal_json
 from .limits import MAX_FINDINGS, MAX_FLOW_NODES
 from .parse import Document
 from .urls import resolve_http_url
@@ -225,7 +225,7 @@ class State:
     def _seal(self, element: etree._Element, kind: str, fields: dict[str, Any]) -> tuple[bytes, str]:
         """The payload for the next request and its token, under the loop guard and size bound."""
         ctx = self.ctx
-        following = ctx.iteration + 1
+        following = ctx.iteration if kind == PROMPTS else ctx.iteration + 1  # a prompt hop is this request
         if following > ctx.max_iterations:
             raise self.fatal(
                 element,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 
 import pytest
 
 from pivot_worker.errors import PivotError, Reason
 from pivot_worker.twiml import TOKEN_PARAM, Continuation, open_continuation
-from pivot_worker.twiml.continuation import GATHER, RECORD, attach_token, seal_continuation
+from pivot_worker.twiml.continuation import AFTER_DIAL, GATHER, RECORD, attach_token, seal_continuation
 from pivot_worker.twiml.limits import MAX_TOKEN_CHARS
 
 from .support import CALL_ID, KEY
@@ -43,6 +44,18 @@ def test_round_trip(cont: Continuation) -> None:
     url = attach_token("https://ivr.example.com/next", seal_continuation(cont, KEY))
     stripped, opened = open_continuation(url, key=KEY)
     assert stripped == "https://ivr.example.com/next"
+    assert opened == cont
+
+
+def test_every_field_survives_the_round_trip() -> None:
+    """A field added to Continuation without a short name in the token fails here."""
+    values = {
+        f.name: (f"{f.name}-value" if f.type == "str" else True)
+        for f in dataclasses.fields(Continuation)
+        if f.name not in ("call_id", "iteration", "kind", "variables")
+    }
+    cont = Continuation(call_id="c", iteration=2, kind=AFTER_DIAL, variables={"k": "v"}, **values)
+    _, opened = open_continuation(attach_token("https://a/b", seal_continuation(cont, KEY)), key=KEY)
     assert opened == cont
 
 
