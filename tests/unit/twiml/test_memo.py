@@ -224,3 +224,17 @@ def test_every_context_field_is_either_keyed_or_left_out_for_a_stated_reason() -
     names = {f.name for f in fields(TwimlContext)}
     assert names == KEYED | set(NOT_IN_KEY), "decide whether the new TwimlContext field keys the memo"
     assert not KEYED & set(NOT_IN_KEY)
+
+
+def test_an_after_dial_token_is_never_handed_to_another_call() -> None:
+    """The token sits in a set_variables node, outside any callback URL the memo re-seals."""
+    from pivot_worker.twiml.after_dial import CALL_VAR
+    from pivot_worker.twiml.continuation import open_token
+
+    document = b'<Response><Dial action="/after">+14155550123</Dial></Response>'
+    memo = TranslationMemo(16)
+    ctx = make_ctx(after_dial_extension="*7799")
+    for call_id in ("call-A", "call-B", "call-A"):
+        flow = memo.translate(document, dataclasses.replace(ctx, call_id=call_id)).flow
+        token = flow["data"]["custom_application_vars"][CALL_VAR]
+        assert open_token(token, key=KEY).call_id == call_id
