@@ -121,19 +121,23 @@ def dial(element: etree._Element, st: State, rest: list[etree._Element]) -> Step
 
 def _read_options(element: etree._Element, a: attrs.Values, st: State) -> DialOptions:
     method = attrs.method(element, a, st, "13210")
+    answer_on_bridge = attrs.boolean(element, a, st, "answerOnBridge", False, "dial-answer-on-bridge")
     ringing = Ringing(
         attrs.integer(element, a, st, "timeout", 30, "13212", minimum=1, maximum=3600),
         attrs.choice(element, a, st, "strategy", ("simultaneous", "single"), "simultaneous", "dial-strategy"),
         sequential=attrs.boolean(element, a, st, "sequential", False, "dial-sequential"),
-        ringback=_ringback(element, a, st),
+        ringback=_ringback(element, a, st, answered=not answer_on_bridge),
     )
-    answer_on_bridge = attrs.boolean(element, a, st, "answerOnBridge", False, "dial-answer-on-bridge")
     _warn_unsupported(element, a, st)
     return DialOptions(a.get("action") or "", method, ringing, answer_on_bridge=answer_on_bridge)
 
 
-def _ringback(element: etree._Element, a: attrs.Values, st: State) -> str | None:
-    """The ``ringback`` tone for Twilio's ``ringTone`` country code (None: Kazoo's default)."""
+def _ringback(element: etree._Element, a: attrs.Values, st: State, *, answered: bool) -> str | None:
+    """The ``ringback`` tone for Twilio's ``ringTone`` country code (None: Kazoo's default).
+
+    FreeSWITCH plays ``ringback`` only to a caller not answered yet; an answered caller hears
+    ``transfer_ringback``, which Kazoo sets when it routes the call and no dial module changes.
+    """
     raw = a.get("ringTone")
     if raw is None:
         return None
@@ -144,6 +148,15 @@ def _ringback(element: etree._Element, a: attrs.Values, st: State) -> str | None
             "dial-ringtone",
             f"ringTone={raw!r} is not one of Twilio's country codes; Kazoo's default ringback plays",
         )
+    elif answered:
+        st.warn(
+            element,
+            "kazoo-unsupported",
+            f"ringTone={raw!r} is ignored: the caller is answered before this Dial (answerOnBridge is "
+            'not "true"), and an answered caller hears the ringback Kazoo set when it routed the call; '
+            "Kazoo's dial modules only set the tone for a caller not answered yet",
+        )
+        return None
     return tone
 
 

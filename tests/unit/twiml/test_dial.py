@@ -215,11 +215,21 @@ def test_every_twilio_ring_tone_is_a_freeswitch_tone_stream() -> None:
 
 
 def test_ring_tone_on_one_device_uses_a_ring_group() -> None:
-    flow = _flow(f'<Response><Dial ringTone="fr"><Device>{DEVICE}</Device></Dial></Response>')
-    group = flow["children"]["_"]
+    flow = _flow(
+        f'<Response><Dial ringTone="fr" answerOnBridge="true"><Device>{DEVICE}</Device></Dial></Response>'
+    )
+    group = flow
     assert group["module"] == "ring_group"
     assert group["data"]["ringback"] == RINGBACK["fr"]
     assert group["data"]["endpoints"][0]["endpoint_type"] == "device"
+
+
+def test_ring_tone_is_not_set_for_a_caller_the_dial_answers_first() -> None:
+    translation = translate_twiml(b'<Response><Dial ringTone="fr">+14155551234</Dial></Response>', make_ctx())
+    assert translation.flow["module"] == "answer"
+    assert "ringback" not in translation.flow["children"]["_"]["data"]
+    (warning,) = [w for w in translation.warnings if w.code == "kazoo-unsupported"]
+    assert "ringTone" in warning.message and "answered" in warning.message
 
 
 @pytest.mark.parametrize(("value", "answered"), [(None, True), ("false", True), ("true", False)])
