@@ -9,6 +9,7 @@ exits 1. Warnings go to stderr; the flow goes to stdout as pretty JSON.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, BinaryIO, TextIO
 
@@ -33,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--format", choices=("twiml", "kazoo"), default=None, help="document format (default: sniffed)"
     )
     cmd.add_argument("--url", default=DEFAULT_URL, help=f"URL the document came from (default {DEFAULT_URL})")
+    cmd.add_argument(
+        "--after-dial-extension",
+        default=os.environ.get("PIVOT_AFTER_DIAL_EXTENSION", ""),
+        metavar="EXT",
+        help="as PIVOT_AFTER_DIAL_EXTENSION (default: that variable): answered Dials transfer there",
+    )
     cmd.set_defaults(func=run)
 
 
@@ -64,7 +71,9 @@ def _print_findings(findings: list[Finding], out: TextIO, label: str) -> None:
         print(f"{label} {number}: {_describe(finding)}", file=out)
 
 
-def translate_document(body: bytes, fmt: str, url: str) -> tuple[dict[str, Any], list[Finding]]:
+def translate_document(
+    body: bytes, fmt: str, url: str, after_dial_extension: str = ""
+) -> tuple[dict[str, Any], list[Finding]]:
     """Translate or validate ``body``; raises ``TranslationError``/``PivotError`` as the worker would."""
     if fmt == "kazoo":
         from .callflow.pivots import check_pivot_urls
@@ -95,6 +104,7 @@ def translate_document(body: bytes, fmt: str, url: str) -> tuple[dict[str, Any],
         max_iterations=50,
         recording_url="",
         check_url=_static_check,
+        after_dial_extension=after_dial_extension,
     )
     translation = translate_twiml(body, ctx)
     return translation.flow, translation.warnings
@@ -117,7 +127,7 @@ def run(args: argparse.Namespace, *, stdin: BinaryIO | None = None, out: TextIO 
         return 1
     fmt = args.format or sniff(body)
     try:
-        flow, warnings = translate_document(body, fmt, args.url)
+        flow, warnings = translate_document(body, fmt, args.url, args.after_dial_extension)
     except TranslationError as exc:
         print(f"{fmt} document rejected ({exc.reason}): {len(exc.findings)} error(s)", file=stderr)
         _print_findings(exc.findings, stderr, "error")

@@ -107,3 +107,15 @@ def test_kazoo_json_nested_pivot_to_a_blocked_address_is_refused() -> None:
     assert code == 1
     assert "/children/_/data/voice_url" in out
     assert "blocked_address" in out
+
+
+def test_after_dial_extension_shows_the_transfer(monkeypatch: pytest.MonkeyPatch) -> None:
+    dial = b'<Response><Dial action="/after">+14155550123</Dial></Response>'
+    code, out = _run(["-", "--after-dial-extension", "*7799"], dial)
+    assert code == 0
+    flow = json.loads(out)
+    assert flow["module"] == "set_variables"
+    assert flow["children"]["_"]["data"] == {"action": "transfer", "data": "*7799"}
+    monkeypatch.setenv("PIVOT_AFTER_DIAL_EXTENSION", "*1234")  # the default comes from the variable
+    code, out = _run(["-"], dial)
+    assert json.loads(out)["children"]["_"]["data"]["data"] == "*1234"
