@@ -9,6 +9,11 @@
 * ``GET|POST /kazoo`` and ``/kazoo/menu``: the same IVR as Kazoo callflow JSON (``tts``,
   ``collect_dtmf``, a nested ``pivot`` to ``/kazoo/menu``), which reads the digits Kazoo sends as
   ``Digits[default]``.
+* ``GET|POST /twiml/support``: dial the support line, then a one-question survey in the Dial's
+  action (``/twiml/survey``), which says what ``DialCallStatus`` it got. After an answered dial
+  this needs ``PIVOT_AFTER_DIAL_EXTENSION`` (docs/twiml.md, "After an answered Dial"); try it with
+  ``PIVOT_AFTER_DIAL_EXTENSION='*7799' pivot-worker simulate http://127.0.0.1:8080/twiml/support
+  --answer-dials``.
 
 Only aiohttp (a dependency of pivot-worker) is needed. Try it with
 ``pivot-worker simulate http://127.0.0.1:8080/twiml --digits 1``.
@@ -26,6 +31,7 @@ from aiohttp import web
 WELCOME = "Welcome to the pivot-worker demo."
 PROMPT = "Press 1 for the news, or any other key to start again."
 NEWS = "Here is the news: your first pivot call works. Goodbye."
+SUPPORT_LINE = "+14155550123"
 GOODBYE = "We did not get your choice. Goodbye."
 
 
@@ -60,6 +66,22 @@ async def twiml_menu(request: web.Request) -> web.Response:
     if digits == "1":
         return _xml(f"<Response><Say>{NEWS}</Say><Hangup/></Response>")
     return _xml("<Response><Redirect>/twiml</Redirect></Response>")
+
+
+async def twiml_support(request: web.Request) -> web.Response:
+    return _xml(f'<Response><Dial action="/twiml/survey">{SUPPORT_LINE}</Dial></Response>')
+
+
+async def twiml_survey(request: web.Request) -> web.Response:
+    status = (await _params(request)).get("DialCallStatus", "unknown")
+    if status != "completed":
+        return _xml(f"<Response><Say>Support could not take your call ({status}). Goodbye.</Say></Response>")
+    return _xml(
+        "<Response>"
+        '<Gather numDigits="1" action="/twiml/menu"><Say>Thanks for calling support. '
+        "Press 1 for the news.</Say></Gather>"
+        "</Response>"
+    )
 
 
 def _node(module: str, data: dict[str, Any], child: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -102,6 +124,8 @@ def make_app() -> web.Application:
     for path, handler in (
         ("/twiml", twiml),
         ("/twiml/menu", twiml_menu),
+        ("/twiml/support", twiml_support),
+        ("/twiml/survey", twiml_survey),
         ("/kazoo", kazoo),
         ("/kazoo/menu", kazoo_menu),
     ):

@@ -235,3 +235,22 @@ async def test_an_answered_dial_requests_its_action_after_the_transfer(
     assert after.method == "POST"
     form = {key: values[0] for key, values in parse_qs(after.body.decode()).items()}
     assert (form["DialCallStatus"], form["DialBridged"]) == ("completed", "true")
+
+
+async def test_the_example_support_line_runs_its_survey_after_the_call(
+    env: str, ivr: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIVOT_AFTER_DIAL_EXTENSION", "*7799")
+    code, lines = await _simulate(f"{ivr}/twiml/support", digits="1", answer_dials=True)
+    assert code == 0, lines
+    texts = [text for _, text in _steps(lines)]
+    assert any(text.startswith("say: Thanks for calling support.") for text in texts)
+    assert texts[-2].startswith("say: Here is the news")  # pressed 1 in the survey's Gather
+    assert lines[-1]["end"] == "hangup"
+
+
+async def test_the_example_support_line_without_an_answer_reports_the_status(env: str, ivr: str) -> None:
+    code, lines = await _simulate(f"{ivr}/twiml/support", digits="")
+    assert code == 0, lines
+    texts = [text for _, text in _steps(lines)]
+    assert "say: Support could not take your call (no-answer). Goodbye." in texts
