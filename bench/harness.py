@@ -78,6 +78,13 @@ async def start_load_driver(children: Children, amqp_url: str) -> DriverClient:
     return driver
 
 
+def worker_queues(queue: str) -> list[str]:
+    """Every queue ``pivot-worker run`` declares for ``PIVOT_QUEUE=queue``: the work queue, its
+    dead-letter queue and the CDR queue (bound to ``callevt``: one left behind would collect every
+    later call's ``CHANNEL_DESTROY``)."""
+    return [queue, f"{queue}.dead", f"{queue}.cdr"]
+
+
 async def stop_run(
     driver: DriverClient | None,
     children: Children,

@@ -47,7 +47,14 @@ import orjson
 import uvloop
 
 from bench.broker import BrokerControl
-from bench.harness import DriverClient, cancel_on_signals, clean_env, start_load_driver, stop_run
+from bench.harness import (
+    DriverClient,
+    cancel_on_signals,
+    clean_env,
+    start_load_driver,
+    stop_run,
+    worker_queues,
+)
 from bench.pipeline import LOOPBACK_HOSTS, _git_revision
 from bench.procs import Child, Children
 from bench.procstat import Snapshot, find_broker_pid, rss_mib, socket_count
@@ -272,7 +279,7 @@ class Isolation:
         """``pivot-worker run`` as users start it, on a queue of its own; ``settings`` add to the
         defaults (only what keeps it apart from other programs is set otherwise)."""
         queue = f"pivot-iso-{self.run_id}-{name}"
-        self.queues += [queue, f"{queue}.dead"]
+        self.queues += worker_queues(queue)
         logs = self.children.log_dir.resolve()
         env = clean_env() | {
             "PIVOT_AMQP_URL": self.args.amqp_url,

@@ -57,7 +57,14 @@ import uvloop
 
 from bench import report
 from bench.broker import BrokerControl
-from bench.harness import DriverClient, cancel_on_signals, clean_env, start_load_driver, stop_run
+from bench.harness import (
+    DriverClient,
+    cancel_on_signals,
+    clean_env,
+    start_load_driver,
+    stop_run,
+    worker_queues,
+)
 from bench.procs import Child, Children
 from bench.procstat import Snapshot, find_broker_pid, peak_rss_mib
 from bench.report import FOREIGN_LOAD_CORES
@@ -475,7 +482,7 @@ class Bench:
         order = self.args.variants[shift:] + self.args.variants[:shift]
         queues = {v: f"pivot-bench-{self.run_id}-{v}-r{rep}" for v in order}
         for queue in queues.values():
-            self.queues += [queue, f"{queue}.dead"]
+            self.queues += worker_queues(queue)
         procs: dict[str, list[Child]] = {v: [] for v in order}
         try:
             await self._add_workers(queues, procs, rep)
@@ -504,7 +511,7 @@ class Bench:
             await self.children.stop(everyone)
             self.workers = [c for c in self.workers if c not in everyone]
             for queue in queues.values():
-                await self.control.delete(queue, f"{queue}.dead")
+                await self.control.delete(*worker_queues(queue))
 
     async def run(self) -> None:
         for rep in range(1, self.plan.reps + 1):

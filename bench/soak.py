@@ -69,7 +69,7 @@ from aiormq.exceptions import DeliveryError, PublishError
 
 from bench import payloads
 from bench.broker import BrokerControl
-from bench.harness import cancel_on_signals
+from bench.harness import cancel_on_signals, worker_queues
 from bench.loadgen import install_raw_timestamps, percentile
 from bench.procs import Child, Children
 from bench.rabbit_node import RabbitNode
@@ -777,7 +777,7 @@ class Soak:
             control = BrokerControl(self.amqp_url)
             await asyncio.wait_for(control.connect(), 10)
             try:
-                await control.delete(self.queue, f"{self.queue}.dead")
+                await control.delete(*worker_queues(self.queue))
                 await control.delete_exchange(self.debug_exchange)
             finally:
                 await control.close()
