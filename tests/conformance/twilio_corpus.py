@@ -366,7 +366,7 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("Conversation", "inboundTimeout"): ("60",),
     ("Conversation", "record"): ("record-from-answer",),
     ("Conversation", "trim"): ("do-not-trim",),
-    ("ConversationRelay", "url"): ("wss://relay.example.com/session",),
+    ("ConversationRelay", "url"): ("wss://relay.example.com/voice",),
     ("ConversationRelay", "welcomeGreeting"): ("Hello! How can I help?",),
     ("*", "ttsProvider"): ("ElevenLabs",),
     ("*", "transcriptionProvider"): ("Deepgram",),
