@@ -42,12 +42,28 @@ EXTENSION = re.compile(r"[A-Za-z0-9*#+_.-]{1,64}")
 ``:``-separated dialplan and context parts (use ``fullmatch``)."""
 
 
+_MENTIONS_HOST = re.compile(re.escape(AFTER_DIAL_HOST), re.IGNORECASE)
+
+
 def is_after_dial(voice_uri: str) -> bool:
-    """True for a request from the operator's after-dial callflow."""
+    """True for a request from the operator's after-dial callflow.
+
+    Every request asks this, so a URL that does not even mention the host is answered without
+    parsing it.
+    """
+    if _MENTIONS_HOST.search(voice_uri) is None:
+        return False
     try:
         return urlsplit(voice_uri).hostname == AFTER_DIAL_HOST
     except ValueError:
         return False
+
+
+def _pending(call: Mapping[str, Any]) -> str | None:
+    """The token a Dial left in the call's variables, or ``None`` (none, or :data:`NOTHING_FOLLOWS`)."""
+    cavs = call.get("Custom-Application-Vars")
+    value = cavs.get(CALL_VAR) if isinstance(cavs, Mapping) else None
+    return value if isinstance(value, str) and value not in ("", NOTHING_FOLLOWS) else None
 
 
 def open_after_dial(call: Mapping[str, Any], *, key: bytes) -> Continuation:
@@ -58,11 +74,10 @@ def open_after_dial(call: Mapping[str, Any], *, key: bytes) -> Continuation:
     a Dial with no action and no verbs after it. A bad token raises
     ``PivotError(invalid_continuation)``.
     """
-    cavs = call.get("Custom-Application-Vars")
-    value = cavs.get(CALL_VAR) if isinstance(cavs, Mapping) else None
-    if not isinstance(value, str) or value in ("", NOTHING_FOLLOWS):
+    token = _pending(call)
+    if token is None:
         return Continuation(call_id=str(call.get("Call-ID", "")), iteration=1, kind=RESUME)
-    return open_token(value, key=key)
+    return open_token(token, key=key)
 
 
 def after_dial_disarmed(call: Mapping[str, Any]) -> dict[str, str]:
@@ -73,8 +88,4 @@ def after_dial_disarmed(call: Mapping[str, Any]) -> dict[str, str]:
     :data:`NOTHING_FOLLOWS` and hangs up, as Kazoo would have, instead of replaying an old Dial's
     action. A Dial in the new flow then arms its own.
     """
-    cavs = call.get("Custom-Application-Vars")
-    value = cavs.get(CALL_VAR) if isinstance(cavs, Mapping) else None
-    if isinstance(value, str) and value not in ("", NOTHING_FOLLOWS):
-        return {CALL_VAR: NOTHING_FOLLOWS}
-    return {}
+    return {} if _pending(call) is None else {CALL_VAR: NOTHING_FOLLOWS}
